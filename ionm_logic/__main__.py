@@ -1,0 +1,2 @@
+from ionm_logic.cli import main
+main()

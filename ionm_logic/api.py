@@ -1,0 +1,74 @@
+"""The library entry points the CLI and tests share: load rules, read a case, explain, render."""
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Optional
+
+from .case import parse_case
+from .decide import explain_with_basis
+from .errors import InputError
+from .kb import KnowledgeBase
+from .report import build, render_markdown, render_text
+
+FORMATS = ("text", "json", "markdown")
+
+_KB_CACHE = {}
+
+
+def knowledge_base(rule_dirs=()) -> KnowledgeBase:
+    """The knowledge base for the shipped rules plus `rule_dirs`, loaded once per process."""
+    key = tuple(str(Path(d)) for d in rule_dirs)
+    kb = _KB_CACHE.get(key)
+    if kb is None:
+        kb = _KB_CACHE[key] = KnowledgeBase(rule_dirs)
+    return kb
+
+
+def read_case(path: str):
+    """Read and validate a case file ('-' for standard input)."""
+    import sys
+
+    if path == "-":
+        return parse_case(sys.stdin.buffer.read(), "<stdin>")
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise InputError([("", "no such file")], path) from None
+    except IsADirectoryError:
+        raise InputError([("", "is a folder, not a case file")], path) from None
+    except OSError as exc:
+        raise InputError([("", f"cannot read the file: {exc.strerror}")], path) from None
+    return parse_case(raw, path)
+
+
+def parse_date(text: Optional[str], what: str = "--as-of") -> Optional[datetime.date]:
+    if text is None:
+        return None
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise InputError([("", f"{what} {text!r} is not an ISO date (YYYY-MM-DD)")]) from None
+
+
+def explain_case(kb, case, *, payer=None, as_of=None, source=""):
+    try:
+        return explain_with_basis(kb, case, payer=payer, as_of=as_of, source=source)
+    except InputError as exc:
+        exc.source = exc.source or source
+        raise InputError(exc.problems, exc.source) from None
+
+
+def to_json(result: dict) -> str:
+    return json.dumps(result, indent=2, ensure_ascii=False) + "\n"
+
+
+def render(kb, case, result: dict, basis: list, fmt: str, detail: str = "short") -> str:
+    if fmt == "json":
+        return to_json(result)
+    sections = build(result, basis, kb, case, detail)
+    if fmt == "markdown":
+        return render_markdown(sections)
+    return render_text(sections)

@@ -1,0 +1,308 @@
+"""Read and validate case files (ionm-logic/case/v1) and turn them into pointed case facts.
+
+The model types the boundary only: which values each field may take that the rules define
+(levels, kinds, regions, approaches, devices, modalities) is asked of the knowledge base.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass
+from typing import List, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import InputError, pointer
+
+CASE_SCHEMA = "ionm-logic/case/v1"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Patient(_Strict):
+    age: Optional[int] = Field(default=None, ge=0, le=150)
+    sex: Optional[str] = None
+
+
+class Procedure(_Strict):
+    description: Optional[str] = None
+    codes: List[str] = Field(default_factory=list)
+    kind: str
+    region: str
+    approaches: List[str] = Field(default_factory=list)
+    levels: List[str] = Field(default_factory=list)
+    instrumentation: List[str] = Field(default_factory=list)
+
+
+class Diagnosis(_Strict):
+    code: str = Field(min_length=1)
+    text: Optional[str] = None
+
+
+class Clinical(_Strict):
+    myelopathy: Optional[bool] = None
+    radiculopathy: Optional[bool] = None
+    neurological_deficit: Optional[bool] = None
+    tethered_cord: Optional[bool] = None
+    conus_level: Optional[str] = None
+
+
+class HistoryEntry(_Strict):
+    procedure: str
+    levels: List[str] = Field(default_factory=list)
+    outcome: Optional[str] = None
+
+
+class Professional(_Strict):
+    member_of_surgical_team: Optional[bool] = None
+    real_time: Optional[bool] = None
+    concurrent_cases: Optional[int] = Field(default=None, ge=1)
+
+
+class Report(_Strict):
+    findings: Optional[Literal["normal", "changes"]] = None
+    interventions: List[str] = Field(default_factory=list)
+
+
+class Monitoring(_Strict):
+    setting: Optional[Literal["in_room", "remote"]] = None
+    technologist_in_room: Optional[bool] = None
+    professional: Professional = Field(default_factory=Professional)
+    report: Report = Field(default_factory=Report)
+    note: Optional[str] = None
+
+
+class Service(_Strict):
+    code: str = Field(min_length=1)
+    units: int = Field(default=1, ge=1)
+    modality: Optional[str] = None
+
+
+class Case(_Strict):
+    """A surgical case with the IONM service lines under review (case file v1)."""
+
+    schema_: Literal["ionm-logic/case/v1"] = Field(alias="schema")
+    case_id: str
+    payer: Optional[str] = None
+    date_of_service: datetime.date
+    patient: Optional[Patient] = None
+    procedure: Procedure
+    diagnoses: List[Diagnosis] = Field(default_factory=list)
+    clinical: Clinical = Field(default_factory=Clinical)
+    history: List[HistoryEntry] = Field(default_factory=list)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
+    services: List[Service] = Field(min_length=1)
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+
+def json_schema() -> dict:
+    schema = Case.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = CASE_SCHEMA
+    return schema
+
+
+_PLAIN = {
+    "extra_forbidden": "unknown field",
+    "missing": "required field is missing",
+}
+
+
+def parse_case(raw, source: str = "") -> Case:
+    """Validate case JSON (bytes or str); raise InputError naming each bad field."""
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError([("", f"the file is not UTF-8 text (byte {exc.start})")], source) from None
+    if not raw.strip():
+        raise InputError([("", "the file is empty; expected a JSON object")], source)
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise InputError([("", f"not valid JSON: {exc}")], source) from None
+    if not isinstance(doc, dict):
+        raise InputError([("", f"expected a JSON object, got {type(doc).__name__}")], source)
+    if "schema" in doc and doc["schema"] != CASE_SCHEMA:
+        raise InputError([("/schema", f"unsupported schema {doc['schema']!r}; expected {CASE_SCHEMA!r}")], source)
+    try:
+        return Case.model_validate_json(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = [p for p in err["loc"] if p != "schema_"] if err["loc"] != ("schema_",) else ["schema"]
+            problems.append((pointer(*loc), _PLAIN.get(err["type"], err["msg"][:1].lower() + err["msg"][1:])))
+        raise InputError(problems, source) from None
+    except RecursionError:
+        raise InputError([("", "the document is nested too deeply")], source) from None
+
+
+def check_vocabulary(case: Case, kb, source: str = "") -> None:
+    """Reject values the knowledge base does not define: levels, kinds, regions, modalities..."""
+    problems = []
+
+    def known(pred, value):
+        return bool(kb.values(pred, value)) if len(kb.decls[pred].params) == 1 else bool(kb.values(pred, value, None))
+
+    def vocabulary(pred):
+        return ", ".join(str(row[0]) for row in kb.values(pred, *([None] * kb.decls[pred].arity)))
+
+    proc = case.procedure
+    if not known("known_procedure_kind", proc.kind):
+        problems.append(("/procedure/kind", f"unknown procedure kind {proc.kind!r}; known: {vocabulary('known_procedure_kind')}"))
+    if not known("known_region", proc.region):
+        problems.append(("/procedure/region", f"unknown region {proc.region!r}; known: {vocabulary('known_region')}"))
+    for i, approach in enumerate(proc.approaches):
+        if not known("known_approach", approach):
+            problems.append((pointer("procedure", "approaches", i), f"unknown approach {approach!r}; known: {vocabulary('known_approach')}"))
+    for i, device in enumerate(proc.instrumentation):
+        if not known("known_instrumentation", device):
+            problems.append((pointer("procedure", "instrumentation", i),
+                             f"unknown instrumentation {device!r}; known: {vocabulary('known_instrumentation')}"))
+    levels_hint = "vertebral levels are C1-C7, T1-T12, L1-L5, S1-S5"
+    for i, level in enumerate(proc.levels):
+        if not known("level_rank", level):
+            problems.append((pointer("procedure", "levels", i), f"unknown vertebral level {level!r}; {levels_hint}"))
+    if proc.region == "spine" and not proc.levels:
+        problems.append(("/procedure/levels", "a spinal procedure must list its operated levels"))
+    if case.clinical.conus_level is not None and not known("level_rank", case.clinical.conus_level):
+        problems.append(("/clinical/conus_level", f"unknown vertebral level {case.clinical.conus_level!r}; {levels_hint}"))
+    for h, entry in enumerate(case.history):
+        for i, level in enumerate(entry.levels):
+            if not known("level_rank", level):
+                problems.append((pointer("history", h, "levels", i), f"unknown vertebral level {level!r}; {levels_hint}"))
+    for i, service in enumerate(case.services):
+        if service.modality is None:
+            continue
+        where = pointer("services", i, "modality")
+        if not known("modality", service.modality):
+            problems.append((where, f"unknown modality {service.modality!r}; known: {vocabulary('modality')}"))
+        elif known("known_code", service.code) and not kb.values("code_allows_modality", service.code, service.modality):
+            allowed = ", ".join(m for _c, m in kb.values("code_allows_modality", service.code, None))
+            problems.append((where, f"code {service.code} cannot be billed for {service.modality}; it allows: {allowed}"))
+    if problems:
+        raise InputError(problems, source)
+
+
+@dataclass(frozen=True)
+class CaseFact:
+    pred: str
+    values: tuple
+    pointer: str
+
+
+def line_id(index: int) -> str:
+    """A service line's identity in the knowledge base: its JSON pointer."""
+    return pointer("services", index)
+
+
+def case_facts(case: Case, key: str, pack: str, version: str) -> list:
+    """Every case fact, each with the pointer of the field it came from."""
+    facts = [CaseFact("applies_policy", (key, pack, version), "/payer")]
+    add = facts.append
+    proc = case.procedure
+    add(CaseFact("procedure_kind", (key, proc.kind), "/procedure/kind"))
+    add(CaseFact("procedure_region", (key, proc.region), "/procedure/region"))
+    for i, code in enumerate(proc.codes):
+        add(CaseFact("surgical_code", (key, code), pointer("procedure", "codes", i)))
+    for i, level in enumerate(proc.levels):
+        add(CaseFact("operated_level", (key, level), pointer("procedure", "levels", i)))
+    for i, approach in enumerate(proc.approaches):
+        add(CaseFact("uses_approach", (key, approach), pointer("procedure", "approaches", i)))
+    for i, device in enumerate(proc.instrumentation):
+        add(CaseFact("uses_instrumentation", (key, device), pointer("procedure", "instrumentation", i)))
+    for i, dx in enumerate(case.diagnoses):
+        where = pointer("diagnoses", i, "code")
+        add(CaseFact("has_diagnosis", (key, dx.code), where))
+        # Code families (M50.0-) are matched by prefix: assert every prefix of three or more
+        # characters that does not end in the dot.
+        for n in range(3, len(dx.code) + 1):
+            if not dx.code[:n].endswith("."):
+                add(CaseFact("has_diagnosis_in", (key, dx.code[:n]), where))
+    clinical = case.clinical
+    for sign in ("myelopathy", "radiculopathy", "neurological_deficit", "tethered_cord"):
+        value = getattr(clinical, sign)
+        if value is not None:
+            add(CaseFact("clinical_sign", (key, sign, _flag(value)), pointer("clinical", sign)))
+    if clinical.conus_level is not None:
+        add(CaseFact("documented_conus_level", (key, clinical.conus_level), "/clinical/conus_level"))
+    for h, entry in enumerate(case.history):
+        add(CaseFact("prior_surgery", (key, h, entry.procedure), pointer("history", h, "procedure")))
+        for i, level in enumerate(entry.levels):
+            add(CaseFact("prior_surgery_level", (key, h, level), pointer("history", h, "levels", i)))
+        if entry.outcome is not None:
+            add(CaseFact("prior_surgery_outcome", (key, h, entry.outcome), pointer("history", h, "outcome")))
+    if case.patient is not None and case.patient.age is not None:
+        add(CaseFact("patient_age", (key, case.patient.age), "/patient/age"))
+    mon = case.monitoring
+    if mon.setting is not None:
+        add(CaseFact("monitoring_setting", (key, mon.setting), "/monitoring/setting"))
+    if mon.technologist_in_room is not None:
+        add(CaseFact("technologist_in_room", (key, _flag(mon.technologist_in_room)), "/monitoring/technologist_in_room"))
+    prof = mon.professional
+    if prof.member_of_surgical_team is not None:
+        add(CaseFact("professional_on_surgical_team", (key, _flag(prof.member_of_surgical_team)),
+                     "/monitoring/professional/member_of_surgical_team"))
+    if prof.real_time is not None:
+        add(CaseFact("professional_real_time", (key, _flag(prof.real_time)), "/monitoring/professional/real_time"))
+    if prof.concurrent_cases is not None:
+        add(CaseFact("professional_concurrent_cases", (key, prof.concurrent_cases),
+                     "/monitoring/professional/concurrent_cases"))
+    if mon.report.findings is not None:
+        add(CaseFact("monitoring_findings", (key, mon.report.findings), "/monitoring/report/findings"))
+    for i, text in enumerate(mon.report.interventions):
+        add(CaseFact("monitoring_intervention", (key, text), pointer("monitoring", "report", "interventions", i)))
+    for i, service in enumerate(case.services):
+        line = line_id(i)
+        add(CaseFact("billed_line", (key, line, service.code), pointer("services", i, "code")))
+        units_at = pointer("services", i, "units") if "units" in service.model_fields_set else line
+        add(CaseFact("billed_units", (key, line, service.units), units_at))
+        if service.modality is not None:
+            add(CaseFact("billed_modality", (key, line, service.modality), pointer("services", i, "modality")))
+    return facts
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+# Fields whose absence means "not documented", and the values documenting them could take.
+# `conus_level` is left out: it has a stated default (the anatomy rules' last cord level).
+UNDOCUMENTED_CANDIDATES = (
+    (("clinical", "myelopathy"), (True, False)),
+    (("clinical", "radiculopathy"), (True, False)),
+    (("clinical", "neurological_deficit"), (True, False)),
+    (("clinical", "tethered_cord"), (True, False)),
+    (("monitoring", "setting"), ("in_room", "remote")),
+    (("monitoring", "technologist_in_room"), (True, False)),
+    (("monitoring", "professional", "member_of_surgical_team"), (True, False)),
+    (("monitoring", "professional", "real_time"), (True, False)),
+    (("monitoring", "professional", "concurrent_cases"), (1, 2, 3, 4)),
+    (("monitoring", "report", "findings"), ("normal", "changes")),
+)
+
+
+def undocumented_fields(case: Case) -> list:
+    """(path, candidate values) of every nullable field the case leaves undocumented."""
+    out = []
+    for path, candidates in UNDOCUMENTED_CANDIDATES:
+        obj = case
+        for part in path:
+            obj = getattr(obj, part)
+        if obj is None:
+            out.append((path, candidates))
+    return out
+
+
+def with_documented(case: Case, assignments: list) -> Case:
+    """A copy of the case with each (path, value) filled in."""
+    data = case.model_dump(by_alias=True)
+    for path, value in assignments:
+        target = data
+        for part in path[:-1]:
+            target = target[part]
+        target[path[-1]] = value
+    return Case.model_validate(data, strict=False)

@@ -1,0 +1,214 @@
+"""Static checks of parsed rule files: declarations, arity, safety, stratification, annotations."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .rulelang import ROLES, Comparison, Const, Literal, RuleFile, Var, template_slots
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    file: str
+    line: int
+    level: str  # "error" or "warning"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.level}: {self.message}"
+
+
+def check_files(files: list) -> list:
+    """Every problem in a set of rule files, in file order; errors make the set unusable."""
+    problems: list = []
+    decls = _declarations(files, problems)
+    citations = _citations(files, problems)
+    defined = _check_clauses(files, decls, citations, problems)
+    _check_stratified(files, problems)
+    _check_usage(files, decls, defined, problems)
+    return sorted(set(problems), key=lambda p: (_file_order(files, p.file), p.line, p.message))
+
+
+def _file_order(files, name):
+    for i, f in enumerate(files):
+        if f.path == name:
+            return i
+    return len(files)
+
+
+def _declarations(files, problems):
+    decls = {}
+    for rf in files:
+        for d in rf.decls:
+            if d.role not in ROLES:
+                problems.append(Problem(d.file, d.line, "error", f"unknown declaration #{d.role}"))
+            if d.name in decls:
+                first = decls[d.name]
+                problems.append(Problem(d.file, d.line, "error",
+                                        f"{d.name} is declared again (first declared at {first.file}:{first.line})"))
+                continue
+            if len(set(d.params)) != len(d.params):
+                problems.append(Problem(d.file, d.line, "error", f"{d.name}: a parameter name is repeated"))
+            for tmpl in filter(None, (d.template, d.negative_template)):
+                for slot in template_slots(tmpl):
+                    if slot not in d.params:
+                        problems.append(Problem(d.file, d.line, "error",
+                                                f"{d.name}: template slot @({slot}) is not one of its parameters"))
+            decls[d.name] = d
+    return decls
+
+
+def _citations(files, problems):
+    cites = {}
+    for rf in files:
+        for c in rf.citations:
+            if c.key in cites:
+                first = cites[c.key]
+                problems.append(Problem(c.file, c.line, "error",
+                                        f"citation {c.key} is defined again (first at {first.file}:{first.line})"))
+                continue
+            for required in ("title", "year", "source", "evidence_level"):
+                if required not in c.fields:
+                    problems.append(Problem(c.file, c.line, "error", f"citation {c.key} has no {required}"))
+            cites[c.key] = c
+    return cites
+
+
+def _check_atom(atom, where_file, decls, problems, what):
+    decl = decls.get(atom.pred)
+    if decl is None:
+        problems.append(Problem(where_file, atom.line, "error",
+                                f"{what} {atom.pred}/{len(atom.args)} is not declared (add a #pred line)"))
+        return None
+    if len(atom.args) != decl.arity:
+        problems.append(Problem(where_file, atom.line, "error",
+                                f"{atom.pred} takes {decl.arity} argument(s) (declared at {decl.file}:{decl.line}) "
+                                f"but is used with {len(atom.args)}"))
+        return None
+    return decl
+
+
+def _check_clauses(files, decls, citations, problems):
+    defined = {}  # predicate -> first (file, line) that defines it
+    rule_ids = {}
+    for rf in files:
+        for fact in rf.facts:
+            decl = _check_atom(fact.atom, rf.path, decls, problems, "fact")
+            if any(isinstance(a, Var) for a in fact.atom.args):
+                problems.append(Problem(rf.path, fact.line, "error",
+                                        f"a fact must be ground: {fact.atom} has a variable"))
+            if decl is not None and decl.role == "case":
+                problems.append(Problem(rf.path, fact.line, "error",
+                                        f"{fact.atom.pred} is a #case predicate: its facts come from case files only"))
+            for key in fact.citations:
+                if key not in citations:
+                    problems.append(Problem(rf.path, fact.line, "error", f"citation key {key} is not defined"))
+            defined.setdefault(fact.atom.pred, (rf.path, fact.line))
+        for rule in rf.rules:
+            label = rule.id or f"the rule at line {rule.line}"
+            if rule.id is None:
+                problems.append(Problem(rf.path, rule.line, "error", "rule has no @rule id"))
+            elif rule.id in rule_ids:
+                first = rule_ids[rule.id]
+                problems.append(Problem(rf.path, rule.line, "error",
+                                        f"rule id {rule.id} is used again (first at {first[0]}:{first[1]})"))
+            else:
+                rule_ids[rule.id] = (rf.path, rule.line)
+            if not rule.template:
+                problems.append(Problem(rf.path, rule.line, "error", f"{label} has no @text template"))
+            if not rule.citations:
+                problems.append(Problem(rf.path, rule.line, "error", f"{label} has no @cites"))
+            for key in rule.citations:
+                if key not in citations:
+                    problems.append(Problem(rf.path, rule.line, "error", f"{label}: citation key {key} is not defined"))
+            head_decl = _check_atom(rule.head, rf.path, decls, problems, "head")
+            if head_decl is not None and head_decl.role == "case":
+                problems.append(Problem(rf.path, rule.line, "error",
+                                        f"{label} defines {rule.head.pred}, a #case predicate: case facts come from case files only"))
+            for item in rule.body:
+                if isinstance(item, Literal):
+                    _check_atom(item.atom, rf.path, decls, problems, "predicate")
+            _check_safety(rule, label, rf.path, problems)
+            variables = set(rule.variables())
+            for slot in template_slots(rule.template or ""):
+                if slot not in variables:
+                    problems.append(Problem(rf.path, rule.line, "error",
+                                            f"{label}: template slot @({slot}) is not a variable of the rule"))
+            defined.setdefault(rule.head.pred, (rf.path, rule.line))
+    return defined
+
+
+def _check_safety(rule, label, path, problems):
+    bound = rule.positive_variables()
+    if not any(isinstance(i, Literal) and not i.negated for i in rule.body):
+        problems.append(Problem(path, rule.line, "error", f"{label} is unsafe: its body has no positive literal"))
+        return
+    for name in rule.head.variables():
+        if name.startswith("_Anon"):
+            problems.append(Problem(path, rule.line, "error", f"{label} is unsafe: '_' in the head binds nothing"))
+        elif name not in bound:
+            problems.append(Problem(path, rule.line, "error",
+                                    f"{label} is unsafe: head variable {name} is not bound by a positive body literal"))
+    for item in rule.body:
+        if isinstance(item, Literal) and item.negated:
+            for name in item.atom.variables():
+                if name not in bound:
+                    shown = "_" if name.startswith("_Anon") else name
+                    problems.append(Problem(path, item.atom.line, "error",
+                                            f"{label} is unsafe: variable {shown} in 'not {item.atom.pred}(...)' is not bound by a positive body literal"))
+        elif isinstance(item, Comparison):
+            for name in item.variables():
+                if name not in bound:
+                    shown = "_" if name.startswith("_Anon") else name
+                    problems.append(Problem(path, item.line, "error",
+                                            f"{label} is unsafe: variable {shown} in a comparison is not bound by a positive body literal"))
+            if isinstance(item.left, Const) and isinstance(item.right, Const):
+                problems.append(Problem(path, item.line, "error", f"{label} compares two constants"))
+
+
+def dependency_edges(files):
+    """(head predicate, body predicate, negated, rule) for every body literal of every rule."""
+    for rf in files:
+        for rule in rf.rules:
+            for item in rule.body:
+                if isinstance(item, Literal):
+                    yield rule.head.pred, item.atom.pred, item.negated, rule
+
+
+def _check_stratified(files, problems):
+    graph = {}
+    for head, body, _neg, _rule in dependency_edges(files):
+        graph.setdefault(head, set()).add(body)
+    reported = set()
+    for head, body, negated, rule in dependency_edges(files):
+        if not negated:
+            continue
+        # A negative edge head -> body lies on a cycle when body reaches head again.
+        path = _path(graph, body, head)
+        if path is not None and (head, body) not in reported:
+            reported.add((head, body))
+            cycle = " -> ".join([head] + path)
+            problems.append(Problem(rule.file, rule.line, "error",
+                                    f"negation cycle (not stratified): {cycle}, through 'not {body}'"))
+
+
+def _path(graph, start, goal):
+    stack, seen = [(start, [start])], {start}
+    while stack:
+        node, path = stack.pop()
+        if node == goal:
+            return path
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append((nxt, path + [nxt]))
+    return None
+
+
+def _check_usage(files, decls, defined, problems):
+    used = {item.atom.pred for rf in files for rule in rf.rules for item in rule.body if isinstance(item, Literal)}
+    for name, decl in decls.items():
+        if decl.role == "case":
+            continue
+        if name in used and name not in defined:
+            problems.append(Problem(decl.file, decl.line, "warning",
+                                    f"{name} is used in a rule body but no fact or rule defines it"))

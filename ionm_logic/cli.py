@@ -1,0 +1,137 @@
+"""The ionm-logic command line: parses arguments, calls the library, prints. Nothing else."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+from tabulate import tabulate
+
+from . import api
+from .case import json_schema
+from .errors import InputError
+from .kb import RulesError
+
+RULES_OPTION = click.option("--rules", "rule_dirs", multiple=True, type=click.Path(),
+                            help="A folder of your own rule files, loaded after the shipped ones (repeatable).")
+
+
+class Group(click.Group):
+    """Maps errors to exit statuses: 2 for bad input or rules, 1 for internal errors; no tracebacks."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except InputError as exc:
+            click.echo(f"error: {exc.render()}", err=True)
+            sys.exit(2)
+        except RulesError as exc:
+            click.echo("error: the rule files have problems:", err=True)
+            for p in exc.problems:
+                click.echo(f"  {p}", err=True)
+            sys.exit(2)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except BrokenPipeError:
+            sys.exit(1)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            if os.environ.get("IONM_LOGIC_DEBUG"):
+                raise
+            click.echo(f"internal error: {type(exc).__name__}: {exc} (set IONM_LOGIC_DEBUG=1 for a traceback)", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ionm-logic")
+def main():
+    """Decide whether IONM service lines are medically necessary, and show why."""
+
+
+@main.command()
+@click.argument("case_file", metavar="CASE.json")
+@click.option("--payer", help="Policy pack to decide under (overrides the case's payer).")
+@click.option("--as-of", help="Decide under the policy version in force on this date (YYYY-MM-DD).")
+@click.option("--format", "fmt", type=click.Choice(api.FORMATS), default="text", show_default=True,
+              help="Report format.")
+@click.option("--detail", type=click.Choice(["short", "full"]), default="short", show_default=True,
+              help="full prints every finding's proof tree in the report.")
+@RULES_OPTION
+def explain(case_file, payer, as_of, fmt, detail, rule_dirs):
+    """Decide every IONM line of CASE.json and explain each decision."""
+    day = api.parse_date(as_of)
+    kb = api.knowledge_base(rule_dirs)
+    case = api.read_case(case_file)
+    result, basis = api.explain_case(kb, case, payer=payer, as_of=day, source=case_file)
+    click.echo(api.render(kb, case, result, basis, fmt, detail), nl=False)
+
+
+@main.command()
+def schema():
+    """Print the JSON Schema of case files (ionm-logic/case/v1)."""
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@RULES_OPTION
+def policies(fmt, rule_dirs):
+    """List the policy packs, their versions and the dates each is in force."""
+    from .policy import pack_titles, versions
+
+    kb = api.knowledge_base(rule_dirs)
+    rows = []
+    for pack, title in sorted(pack_titles(kb).items()):
+        sources = ", ".join(c for _p, c in kb.values("policy_pack_source", pack, None))
+        for v in versions(kb, pack):
+            rows.append({"pack": pack, "title": title, "version": v.version, "in_force": v.window(),
+                         "sources": sources})
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(tabulate([[r["pack"], r["version"], r["in_force"][0], r["in_force"][1] or "open", r["title"],
+                          r["sources"]] for r in rows],
+                        headers=["Pack", "Version", "From", "To", "Title", "Sources"]))
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@RULES_OPTION
+def check(fmt, rule_dirs):
+    """Check the rule files: syntax, declarations, arity, safety, stratification, citations."""
+    try:
+        kb = api.knowledge_base(rule_dirs)
+        problems = kb.problems
+    except RulesError as exc:
+        problems = exc.problems
+    if fmt == "json":
+        click.echo(json.dumps([{"file": p.file, "line": p.line, "level": p.level, "message": p.message}
+                               for p in problems], indent=2))
+    else:
+        for p in problems:
+            click.echo(str(p))
+        errors = sum(p.level == "error" for p in problems)
+        click.echo(f"{errors} error(s), {len(problems) - errors} warning(s)", err=True)
+    if any(p.level == "error" for p in problems):
+        sys.exit(2)
+
+
+@main.command()
+@click.argument("query_text", metavar="QUERY")
+@click.option("--case", "case_file", help="Assert this case's facts before asking.")
+@click.option("--why", is_flag=True, help="Print the proof of every answer.")
+@RULES_OPTION
+def query(query_text, case_file, why, rule_dirs):
+    """Ask the knowledge base an ad hoc question, e.g. 'level_rank(Level, 24)'."""
+    from .query import run_query
+
+    kb = api.knowledge_base(rule_dirs)
+    case = api.read_case(case_file) if case_file else None
+    headers, rows, proofs = run_query(kb, query_text, case, why=why, source=case_file or "")
+    if not rows:
+        click.echo("no answers")
+        return
+    click.echo(tabulate(rows, headers=headers) if headers else "yes")
+    for label, lines in proofs:
+        click.echo(f"\n{label}")
+        click.echo("\n".join(lines))

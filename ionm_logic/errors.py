@@ -1,0 +1,24 @@
+"""Input errors that name the field (a JSON pointer) and the problem."""
+from __future__ import annotations
+
+
+def pointer(*parts) -> str:
+    """A JSON pointer (RFC 6901) from path parts."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+class InputError(Exception):
+    """Bad input: one or more (pointer, message) problems. The CLI exits 2 with them."""
+
+    def __init__(self, problems: list, source: str = ""):
+        self.problems = sorted(set(problems))
+        self.source = source
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        prefix = f"{self.source}: " if self.source else ""
+        return "\n".join(f"{prefix}{ptr or '(document)'}: {msg}" for ptr, msg in self.problems)
+
+    def first(self) -> dict:
+        ptr, msg = self.problems[0]
+        return {"pointer": ptr, "message": msg}

@@ -1,0 +1,62 @@
+"""Pick the policy pack version in force on a date, from the packs' dated versions in rules/."""
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Optional
+
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class PolicyVersion:
+    pack: str
+    version: str
+    starts: datetime.date
+    ends: Optional[datetime.date]  # inclusive; None = open
+
+    def in_force(self, day: datetime.date) -> bool:
+        return self.starts <= day and (self.ends is None or day <= self.ends)
+
+    def window(self) -> list:
+        return [self.starts.isoformat(), self.ends.isoformat() if self.ends else None]
+
+
+def _date(text: str, where: str) -> datetime.date:
+    try:
+        return datetime.date.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: {text!r} is not an ISO date") from None
+
+
+def pack_titles(kb) -> dict:
+    return {pack: title for pack, title in kb.values("policy_pack", None, None)}
+
+
+def versions(kb, pack: str) -> list:
+    """The pack's versions in start order. A version ends on its explicit end date, or else the
+    day before the next version of the same pack starts, or never."""
+    starts = sorted(((_date(s, f"policy_version({pack}, {v})"), v) for _p, v, s in kb.values("policy_version", pack, None, None)))
+    explicit = {v: _date(e, f"policy_version_ends({pack}, {v})") for _p, v, e in kb.values("policy_version_ends", pack, None, None)}
+    out = []
+    for i, (start, version) in enumerate(starts):
+        end = explicit.get(version)
+        if end is None and i + 1 < len(starts):
+            end = starts[i + 1][0] - datetime.timedelta(days=1)
+        out.append(PolicyVersion(pack, version, start, end))
+    return out
+
+
+def select(kb, pack: Optional[str], day: datetime.date, pack_pointer: str = "/payer",
+           date_pointer: str = "/date_of_service") -> PolicyVersion:
+    titles = pack_titles(kb)
+    if not pack:
+        raise InputError([(pack_pointer, "no payer: give the case a payer or pass --payer")])
+    if pack not in titles:
+        raise InputError([(pack_pointer, f"unknown policy pack {pack!r}; known packs: {', '.join(sorted(titles))}")])
+    found = versions(kb, pack)
+    for version in found:
+        if version.in_force(day):
+            return version
+    windows = "; ".join(f"{v.version}: {v.starts} to {v.ends or 'open'}" for v in found) or "none"
+    raise InputError([(date_pointer, f"no version of {pack} is in force on {day.isoformat()}; versions: {windows}")])

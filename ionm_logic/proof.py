@@ -1,0 +1,178 @@
+"""Rebuild the proof of a derived atom by replaying the rules against the loaded case.
+
+For a ground atom: a case fact becomes a `case` leaf (with its JSON pointer), a rule-file fact
+a `fact` leaf (with its file and line); otherwise the first rule in file order whose head
+matches and whose body has a witness gives a `rule` node, built from the least witness: each
+positive body literal is proved in turn, a negated one becomes an `absent` leaf and a
+comparison a `builtin` leaf. Proofs of atoms no case fact can reach are memoized on the
+knowledge base, shared by every line and every case.
+"""
+from __future__ import annotations
+
+import re
+
+from .rulelang import Comparison, Const, Literal, Var, render_atom, render_value
+
+_OP_SPELLING = {"<": "<", "<=": "=<", ">": ">", ">=": ">=", "==": "=", "!=": "!="}
+_COMPARE = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
+            ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
+_ATOMLIKE = re.compile(r"[a-z][a-z0-9_]*")
+
+
+class ProofError(RuntimeError):
+    """A derived atom could not be re-derived: the engine and the replay disagree."""
+
+
+def show(value, case_key) -> str:
+    """A value as a sentence shows it."""
+    if value == case_key:
+        return "the case"
+    if isinstance(value, int):
+        return str(value)
+    if _ATOMLIKE.fullmatch(value):
+        return value.replace("_", " ")
+    return value
+
+
+def fill(template: str, env: dict, case_key) -> str:
+    return re.sub(r"@\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: show(env[m.group(1)], case_key), template)
+
+
+def bind(args, values) -> dict:
+    """Unify atom arguments with ground values; None when they do not match."""
+    env = {}
+    for arg, value in zip(args, values):
+        if isinstance(arg, Const):
+            if arg.value != value:
+                return None
+        elif arg.name in env:
+            if env[arg.name] != value:
+                return None
+        else:
+            env[arg.name] = value
+    return env
+
+
+def ground(args, env) -> tuple:
+    return tuple(a.value if isinstance(a, Const) else env[a.name] for a in args)
+
+
+class Prover:
+    """Proofs and rule witnesses for one case loaded in the knowledge base."""
+
+    def __init__(self, kb, case_key, pointers: dict):
+        self.kb = kb
+        self.case_key = case_key
+        self.pointers = pointers  # (pred, values) -> JSON pointer
+        self.tables = {}
+        self.memo = {}
+        self.shared = kb.proof_memo
+
+    def table(self, rule) -> list:
+        if rule.head.pred not in self.kb.case_dependent:
+            return self.kb.rule_table(rule)
+        rows = self.tables.get(rule.index)
+        if rows is None:
+            rows = self.tables[rule.index] = self.kb.rule_table(rule)
+        return rows
+
+    def derivations(self, rule):
+        """(head values, witness environment) for every witness of the rule, least first."""
+        names = rule.variables()
+        for row in self.table(rule):
+            env = dict(zip(names, row))
+            yield ground(rule.head.args, env), env
+
+    def witnesses(self, rule, values):
+        env = bind(rule.head.args, values)
+        if env is None:
+            return
+        names = rule.variables()
+        positions = [(names.index(k), v) for k, v in env.items()]
+        for row in self.table(rule):
+            if all(row[i] == v for i, v in positions):
+                yield dict(zip(names, row))
+
+    # --- nodes ----------------------------------------------------------------------
+
+    def prove(self, pred: str, values: tuple, stack: frozenset = frozenset()) -> dict:
+        node = self._prove(pred, tuple(values), stack)
+        if node is None:
+            raise ProofError(f"no derivation of {render_atom(pred, values)} could be replayed")
+        return node
+
+    def _prove(self, pred, values, stack):
+        key = (pred, values)
+        independent = pred not in self.kb.case_dependent
+        memo = self.shared if independent else self.memo
+        if key in memo:
+            return memo[key]
+        if key in stack:
+            return None
+        decl = self.kb.decls[pred]
+        atom = render_atom(pred, values)
+        if decl.role == "case":
+            pointer = self.pointers.get(key)
+            if pointer is None:
+                return None
+            node = {"node": "case", "atom": atom, "text": self._decl_text(decl, values), "pointer": pointer}
+        elif key in self.kb.fact_index:
+            fact = self.kb.fact_index[key]
+            node = {"node": "fact", "atom": atom, "text": self._decl_text(decl, values),
+                    "source": {"file": fact.file, "line": fact.line}}
+            if fact.citations:
+                node["citations"] = list(fact.citations)
+        else:
+            node = self._prove_by_rule(pred, values, atom, stack | {key})
+            if node is None:
+                return None
+        memo[key] = node
+        return node
+
+    def _prove_by_rule(self, pred, values, atom, stack):
+        for rule in self.kb.rules_by_head.get(pred, ()):
+            for env in self.witnesses(rule, values):
+                children = self.body_nodes(rule, env, stack)
+                if children is not None:
+                    return self.rule_node(rule, env, atom, children)
+        return None
+
+    def rule_node(self, rule, env, atom, children) -> dict:
+        return {"node": "rule", "rule": rule.id, "atom": atom, "text": fill(rule.template, env, self.case_key),
+                "source": {"file": rule.file, "line": rule.line}, "citations": list(rule.citations),
+                "children": children}
+
+    def body_nodes(self, rule, env, stack=frozenset()):
+        children = []
+        for item in rule.body:
+            if isinstance(item, Comparison):
+                left, right = (t.value if isinstance(t, Const) else env[t.name] for t in (item.left, item.right))
+                if not _COMPARE[item.op](left, right):
+                    return None
+                text = f"{render_value(left)} {_OP_SPELLING[item.op]} {render_value(right)}"
+                children.append({"node": "builtin", "atom": text, "text": f"{text} holds"})
+            elif item.negated:
+                values = ground(item.atom.args, env)
+                decl = self.kb.decls[item.atom.pred]
+                if decl.negative_template:
+                    text = fill(decl.negative_template, dict(zip(decl.params, values)), self.case_key)
+                else:
+                    text = "nothing shows that " + self._decl_text(decl, values)
+                children.append({"node": "absent", "atom": "not " + render_atom(item.atom.pred, values), "text": text})
+            else:
+                node = self._prove(item.atom.pred, ground(item.atom.args, env), stack)
+                if node is None:
+                    return None
+                children.append(node)
+        return children
+
+    def derivation_node(self, rule, env) -> dict:
+        """The proof of one rule's derivation, rooted at that rule (a finding's proof)."""
+        values = ground(rule.head.args, env)
+        children = self.body_nodes(rule, env)
+        if children is None:
+            raise ProofError(f"rule {rule.id} could not be replayed for {render_atom(rule.head.pred, values)}")
+        return self.rule_node(rule, env, render_atom(rule.head.pred, values), children)
+
+    def _decl_text(self, decl, values) -> str:
+        return fill(decl.template, dict(zip(decl.params, values)), self.case_key)
