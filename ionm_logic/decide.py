@@ -308,3 +308,11 @@ def citations_used(kb, result: dict, extra_nodes: list = ()) -> dict:
         record = dict(kb.citations[key].fields)
         out[key] = record
     return out
+
+
+def exercised_rules(kb, case: Case, *, payer: Optional[str] = None, as_of: Optional[datetime.date] = None) -> set:
+    """Ids of the rules whose bodies have a witness for this case (rule coverage)."""
+    chosen = policies.select(kb, payer or case.payer, as_of or case.date_of_service)
+    facts = {(f.pred, f.values): None for f in case_facts(case, CASE_KEY, chosen.pack, chosen.version)}
+    with kb.case_facts(list(facts)):
+        return {rule.id for rule in kb.rules if kb.rule_table(rule)}

@@ -1,0 +1,134 @@
+"""Every rule of the commercial-reference pack, each fired by a case built from domain.md §4."""
+import json
+
+import pytest
+
+from conftest import by_code, case_with, decide, rules_of
+
+MONITORING_OK = {"setting": "in_room", "technologist_in_room": True,
+                 "professional": {"member_of_surgical_team": False, "real_time": True, "concurrent_cases": 1},
+                 "report": {"findings": "normal", "interventions": []}}
+
+
+def cranial(kind, region, services, codes=()):
+    return case_with(**{"procedure": {"description": kind, "kind": kind, "region": region, "levels": [],
+                                      "codes": list(codes)},
+                        "services": services, "monitoring": MONITORING_OK, "diagnoses": [], "history": []})
+
+
+def line(kb, doc, code):
+    return by_code(decide(kb, doc))[code]
+
+
+def test_eeg_in_carotid_endarterectomy_is_medically_necessary(kb):
+    doc = cranial("endarterectomy", "vascular", [{"code": "95955"}, {"code": "95940", "units": 4}], ["35301"])
+    result = by_code(decide(kb, doc))
+    assert result["95955"]["determination"] == "medically_necessary"
+    assert rules_of(result["95955"]) == {"CR-P2-EEG-CAROTID"}
+    assert result["95940"]["determination"] == "medically_necessary"
+
+
+def test_endarterectomy_without_a_carotid_code_is_not_assumed_carotid(kb):
+    doc = cranial("endarterectomy", "vascular", [{"code": "95955"}])
+    assert line(kb, doc, "95955")["determination"] == "undetermined"
+
+
+def test_eeg_in_intracranial_vascular_surgery_is_medically_necessary(kb):
+    doc = cranial("craniotomy", "vascular", [{"code": "95955"}])
+    assert rules_of(line(kb, doc, "95955")) == {"CR-P2-EEG-INTRACRANIAL-VASCULAR"}
+
+
+def test_posterior_fossa_baep_and_cranial_emg_are_necessary_and_eeg_unproven(kb):
+    doc = cranial("posterior_fossa", "cranial", [{"code": "92585"}, {"code": "95867"}, {"code": "95955"}])
+    result = by_code(decide(kb, doc))
+    assert rules_of(result["92585"]) == {"CR-P2-BAEP-POSTERIOR-FOSSA"}
+    assert rules_of(result["95867"]) == {"CR-P2-CRANIAL-EMG-POSTERIOR-FOSSA"}
+    assert result["95955"]["determination"] == "insufficient_evidence"
+    assert rules_of(result["95955"]) == {"CR-P3-EEG-POSTERIOR-FOSSA"}
+
+
+def test_cranial_emg_in_cranial_tumor_resection_is_medically_necessary(kb):
+    doc = cranial("tumor_resection", "cranial", [{"code": "95868"}])
+    assert rules_of(line(kb, doc, "95868")) == {"CR-P2-CRANIAL-EMG-NEUROMA"}
+
+
+@pytest.mark.parametrize("professional, code, want, rule", [
+    ({"member_of_surgical_team": True}, "95941", "not_separately_reimbursable", "CR-P1-SURGICAL-TEAM"),
+    ({"member_of_surgical_team": None}, "95941", "documentation_insufficient", "CR-P1-SURGICAL-TEAM-UNDOCUMENTED"),
+    ({"real_time": False}, "95941", "requirements_not_met", "CR-P1-REAL-TIME"),
+    ({"real_time": None}, "95941", "documentation_insufficient", "CR-P1-REAL-TIME-UNDOCUMENTED"),
+    ({"concurrent_cases": 2}, "95940", "requirements_not_met", "CR-P1-CONCURRENT-CASES"),
+    ({"concurrent_cases": 3}, "G0453", "requirements_not_met", "CR-P1-CONCURRENT-CASES"),
+    ({"concurrent_cases": None}, "G0453", "documentation_insufficient", "CR-P1-CONCURRENT-CASES-UNDOCUMENTED"),
+])
+def test_professional_requirements_on_time_codes(kb, professional, code, want, rule):
+    prof = {"member_of_surgical_team": False, "real_time": True, "concurrent_cases": 1, **professional}
+    doc = case_with(**{"monitoring.professional": prof, "procedure.levels": ["T10", "T11"],
+                       "services": [{"code": "95938"}, {"code": code, "units": 2}]})
+    got = line(kb, doc, code)
+    assert got["determination"] == want
+    assert rule in rules_of(got)
+    assert "CR-P5-UNDERLYING-MODALITY-NECESSARY" in rules_of(got)
+
+
+def test_undocumented_concurrent_cases_is_no_finding_on_in_room_95940(kb):
+    doc = case_with(**{"monitoring.professional.concurrent_cases": None, "procedure.levels": ["T10"],
+                       "services": [{"code": "95938"}, {"code": "95940", "units": 2}]})
+    got = line(kb, doc, "95940")
+    assert got["determination"] == "medically_necessary"
+    assert not any(f["determination"] == "documentation_insufficient" for f in got["findings"])
+
+
+def test_professional_requirements_do_not_apply_to_modality_lines(kb):
+    doc = case_with(**{"monitoring.professional": {"member_of_surgical_team": True, "real_time": False,
+                                                   "concurrent_cases": 5},
+                       "procedure.levels": ["T10"], "services": [{"code": "95938"}]})
+    assert rules_of(line(kb, doc, "95938")) == {"CR-P2-CORD-AT-RISK"}
+
+
+def test_time_code_alone_has_no_underlying_modality(kb):
+    doc = case_with(**{"services": [{"code": "95941", "units": 1}], "monitoring.professional.concurrent_cases": 1})
+    got = line(kb, doc, "95941")
+    assert got["determination"] == "not_medically_necessary"
+    assert rules_of(got) == {"CR-P5-NO-NECESSARY-MODALITY"}
+
+
+def test_train_of_four_is_not_separately_reimbursable_in_any_procedure(kb):
+    doc = cranial("craniotomy", "vascular", [{"code": "95937"}])
+    assert rules_of(line(kb, doc, "95937")) == {"CR-P4-TRAIN-OF-FOUR"}
+
+
+def test_emg_is_unproven_in_spinal_surgery_at_any_level(kb):
+    doc = case_with(**{"procedure.levels": ["C4", "C5"], "services": [{"code": "95861"}]})
+    assert rules_of(line(kb, doc, "95861")) == {"CR-P3-EMG-IN-SPINE"}
+
+
+def test_ssep_in_carotid_surgery_has_no_clause_and_is_undetermined(kb):
+    doc = cranial("endarterectomy", "vascular", [{"code": "95938"}], ["35301"])
+    got = line(kb, doc, "95938")
+    assert got["determination"] == "undetermined" and got["findings"] == [] and got["reason"]
+
+
+def test_every_rule_of_the_pack_fires_in_this_module_or_the_examples(kb):
+    """Coverage: pack rules are exercised by the cases above and the golden examples."""
+    from pathlib import Path
+
+    from ionm_logic.case import parse_case
+    from ionm_logic.decide import exercised_rules
+    from ionm_logic.golden import golden_files, load_golden, run_golden
+
+    fired = set()
+    root = Path(__file__).resolve().parent.parent
+    for path in golden_files([root / "examples" / "expected"]):
+        for golden in load_golden(path):
+            fired |= run_golden(kb, golden)[2]
+    for builder in (lambda: cranial("endarterectomy", "vascular", [{"code": "95955"}], ["35301"]),
+                    lambda: cranial("craniotomy", "vascular", [{"code": "95955"}]),
+                    lambda: cranial("posterior_fossa", "cranial", [{"code": "92585"}, {"code": "95867"}, {"code": "95955"}]),
+                    lambda: cranial("tumor_resection", "cranial", [{"code": "95868"}]),
+                    lambda: case_with(**{"monitoring.professional": {"member_of_surgical_team": True, "real_time": False, "concurrent_cases": 2},
+                                         "services": [{"code": "95941"}]}),
+                    lambda: case_with(**{"monitoring.professional": {}, "services": [{"code": "95941"}]})):
+        fired |= exercised_rules(kb, parse_case(json.dumps(builder())))
+    pack_rules = {r.id for r in kb.rules if r.file == "rules/packs/commercial-reference.dl"}
+    assert pack_rules - fired == set()

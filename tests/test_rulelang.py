@@ -1,0 +1,147 @@
+"""The rule language: parsing, and every static check, each reported at file:line."""
+import pytest
+
+from ionm_logic.checks import check_files
+from ionm_logic.rulelang import Const, RuleError, Var, parse_query, parse_text
+
+DECLS = """
+#pred p(A) :: '@(A) is p'.
+#pred q(A, B) :: '@(A) relates to @(B)'.
+#pred r(A) :: '@(A) is r'.
+#citation src {title: "T", year: 2020, source: "S", evidence_level: "E"}.
+"""
+
+
+def problems_of(text: str, name: str = "rules/test.dl"):
+    return check_files([parse_text(DECLS + text, name)])
+
+
+def errors(text: str):
+    return [p for p in problems_of(text) if p.level == "error"]
+
+
+def line_of(text: str, needle: str) -> int:
+    full = DECLS + text
+    return next(i for i, line in enumerate(full.splitlines(), 1) if needle in line)
+
+
+def test_parses_facts_rules_negation_comparisons_and_annotations():
+    rf = parse_text(DECLS + """
+q("L1", 20).
+@rule R-ONE
+@cites src
+@text '@(A) is p because it relates to @(B)'
+p(A) :- q(A, B), B > 3, not r(A).
+""", "rules/x.dl")
+    assert [f.atom.pred for f in rf.facts] == ["q"]
+    rule = rf.rules[0]
+    assert (rule.id, rule.citations, rule.template) == ("R-ONE", ("src",), "@(A) is p because it relates to @(B)")
+    assert rule.head.args == (Var("A"),)
+    assert [type(i).__name__ for i in rule.body] == ["Literal", "Comparison", "Literal"]
+    assert rule.body[2].negated and rule.body[1].op == ">"
+    assert rf.facts[0].atom.args == (Const("L1"), Const(20))
+    assert rule.line == line_of("\n".join(["", "q(\"L1\", 20).", "@rule R-ONE", "@cites src",
+                                           "@text '@(A) is p because it relates to @(B)'", "p(A) :- q"]), "p(A) :- q")
+
+
+def test_syntax_error_reports_file_line_and_column():
+    with pytest.raises(RuleError) as exc:
+        parse_text("p(a).\nq(a, b) :- p(a) p(b).\n", "rules/bad.dl")
+    err = exc.value
+    assert (err.file, err.line, err.column) == ("rules/bad.dl", 2, 17)
+    assert str(err).startswith("rules/bad.dl:2:17: ")
+
+
+def test_missing_final_dot_is_reported_at_the_end():
+    with pytest.raises(RuleError) as exc:
+        parse_text("p(a)\n", "rules/bad.dl")
+    assert exc.value.line == 1 and "missing '.'" in exc.value.message
+
+
+def test_quoted_strings_keep_quotes_and_code_verbatim():
+    rf = parse_text("#pred p(A) :: 'x @(A)'.\np(\"a'); __import__(\\\"os\\\")\").\n", "f.dl")
+    assert rf.facts[0].atom.args[0].value == "a'); __import__(\"os\")"
+
+
+def test_unsafe_head_variable_is_an_error_at_its_line():
+    errs = errors("@rule U1\n@cites src\n@text 'x'\np(A) :- r(B).\n")
+    assert any("head variable A" in e.message and e.line == line_of("@rule U1\n@cites src\n@text 'x'\np(A) :- r(B).\n", "p(A) :- r(B)") for e in errs)
+
+
+def test_unsafe_negated_variable_is_an_error():
+    errs = errors("@rule U2\n@cites src\n@text 'x'\np(A) :- r(A), not q(A, B).\n")
+    assert any("variable B in 'not q" in e.message for e in errs)
+
+
+def test_anonymous_variable_in_negation_is_unsafe():
+    errs = errors("@rule U3\n@cites src\n@text 'x'\np(A) :- r(A), not q(A, _).\n")
+    assert any("variable _ in 'not q" in e.message for e in errs)
+
+
+def test_unbound_comparison_variable_is_an_error():
+    errs = errors("@rule U4\n@cites src\n@text 'x'\np(A) :- r(A), B > 2.\n")
+    assert any("in a comparison" in e.message for e in errs)
+
+
+def test_undeclared_predicate_is_an_error_at_its_line():
+    text = "@rule U5\n@cites src\n@text 'x'\np(A) :- r(A), s(A).\n"
+    errs = errors(text)
+    assert any("s/1 is not declared" in e.message and e.line == line_of(text, "s(A)") for e in errs)
+
+
+def test_arity_mismatch_is_an_error():
+    errs = errors("q(a).\n")
+    assert any("q takes 2 argument(s)" in e.message for e in errs)
+
+
+def test_negation_cycle_is_an_error():
+    text = ("@rule C1\n@cites src\n@text 'x'\np(A) :- r(A), not q(A, A).\n"
+            "@rule C2\n@cites src\n@text 'y'\nq(A, A) :- p(A).\n")
+    errs = errors(text)
+    assert any("negation cycle" in e.message and e.line == line_of(text, "p(A) :- r(A), not q") for e in errs)
+
+
+def test_positive_recursion_is_allowed():
+    text = ("@rule T1\n@cites src\n@text 'x'\nq(A, B) :- q(A, C), q(C, B).\n")
+    assert not errors(text)
+
+
+def test_duplicate_rule_ids_missing_annotations_and_unknown_citations():
+    text = ("@rule D1\n@cites src\n@text 'x'\np(A) :- r(A).\n"
+            "@rule D1\n@cites src\n@text 'x'\np(A) :- r(A).\n"
+            "p(A) :- r(A).\n"
+            "@rule D2\n@cites nowhere\n@text 'x'\np(A) :- r(A).\n")
+    messages = [e.message for e in errors(text)]
+    assert any("rule id D1 is used again" in m for m in messages)
+    assert any("has no @rule id" in m for m in messages)
+    assert any("has no @text" in m for m in messages)
+    assert any("citation key nowhere is not defined" in m for m in messages)
+
+
+def test_template_slot_must_be_a_rule_variable():
+    errs = errors("@rule S1\n@cites src\n@text '@(Z) is odd'\np(A) :- r(A).\n")
+    assert any("@(Z)" in e.message for e in errs)
+
+
+def test_rules_may_not_define_case_predicates():
+    text = "#case c(A) :: '@(A)'.\n@rule K1\n@cites src\n@text 'x'\nc(A) :- r(A).\nc(a).\n"
+    messages = [e.message for e in errors(text)]
+    assert any("a #case predicate" in m and "K1" in m for m in messages)
+    assert any("its facts come from case files only" in m for m in messages)
+
+
+def test_query_parses_with_the_rule_grammar_only():
+    atom = parse_query('level_rank(Level, "L5")')
+    assert atom.pred == "level_rank" and atom.args == (Var("Level"), Const("L5"))
+    with pytest.raises(RuleError):
+        parse_query("__import__('os').system('true')")
+
+
+def test_shipped_rules_are_clean(kb):
+    assert [p for p in kb.problems if p.level == "error"] == []
+
+
+def test_every_shipped_rule_is_safe(kb):
+    for rule in kb.rules:
+        bound = rule.positive_variables()
+        assert set(rule.head.variables()) <= bound, rule.id
