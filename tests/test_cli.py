@@ -1,0 +1,158 @@
+"""The command line: exit statuses, messages naming the field, formats, and the other commands."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import ROOT, reference_case
+from ionm_logic.cli import main
+
+REFERENCE = str(ROOT / "examples" / "alif-plif-l5-s1.json")
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(main, list(args), input=input)
+
+
+def write(tmp_path, doc, name="case.json"):
+    path = tmp_path / name
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    return str(path)
+
+
+def test_explain_text_and_json_exit_zero():
+    text = run("explain", REFERENCE)
+    assert text.exit_code == 0 and "95941" in text.output
+    out = run("explain", REFERENCE, "--format", "json")
+    assert out.exit_code == 0 and json.loads(out.output)["schema"] == "ionm-logic/determination/v1"
+
+
+def test_explain_reads_standard_input():
+    out = run("explain", "-", "--format", "json", input=(ROOT / "examples" / "alif-plif-l5-s1.json").read_text())
+    assert out.exit_code == 0 and json.loads(out.output)["case_id"] == "alif-plif-l5-s1"
+
+
+@pytest.mark.parametrize("edit, pointer", [
+    (lambda d: d["procedure"].update(surgeon_remarks="x"), "/procedure/surgeon_remarks"),
+    (lambda d: d["procedure"].update(levels=["L5", "L7"]), "/procedure/levels/1"),
+    (lambda d: d["procedure"].update(kind="laser_magic"), "/procedure/kind"),
+    (lambda d: d["procedure"].update(region="elbow"), "/procedure/region"),
+    (lambda d: d["services"][0].update(units=0), "/services/0/units"),
+    (lambda d: d.update(services=[]), "/services"),
+    (lambda d: d["services"][0].update(modality="eeg"), "/services/0/modality"),
+    (lambda d: d["services"][0].update(modality="telepathy"), "/services/0/modality"),
+    (lambda d: d.pop("date_of_service"), "/date_of_service"),
+    (lambda d: d.update(date_of_service="2024-02-30"), "/date_of_service"),
+    (lambda d: d.update(schema="ionm-logic/case/v2"), "/schema"),
+    (lambda d: d["monitoring"]["professional"].update(concurrent_cases="two"), "/monitoring/professional/concurrent_cases"),
+    (lambda d: d["clinical"].update(myelopathy="yes"), "/clinical/myelopathy"),
+    (lambda d: d["clinical"].update(conus_level="L9"), "/clinical/conus_level"),
+    (lambda d: d.update(payer="acme-health"), "/payer"),
+    (lambda d: d.update(date_of_service="2019-12-31"), "/date_of_service"),
+])
+def test_bad_input_exits_2_naming_the_field(tmp_path, edit, pointer):
+    doc = reference_case()
+    edit(doc)
+    out = run("explain", write(tmp_path, doc), "--format", "json")
+    assert out.exit_code == 2, out.output
+    assert pointer in out.output and "Traceback" not in out.output
+
+
+@pytest.mark.parametrize("content", ["{not json", "", "[]", "null", "\"case\""])
+def test_malformed_files_exit_2(tmp_path, content):
+    out = run("explain", write(tmp_path, content))
+    assert out.exit_code == 2 and "Traceback" not in out.output
+
+
+def test_non_utf8_and_missing_files_exit_2(tmp_path):
+    path = tmp_path / "bytes.json"
+    path.write_bytes(b"\xff\xfe{}")
+    assert run("explain", str(path)).exit_code == 2
+    assert run("explain", str(tmp_path / "nope.json")).exit_code == 2
+
+
+def test_no_version_in_force_names_payer_date_and_windows(tmp_path):
+    out = run("explain", REFERENCE, "--as-of", "2019-06-01")
+    assert out.exit_code == 2
+    assert "commercial-reference" in out.output and "2019-06-01" in out.output and "2020-01-01" in out.output
+
+
+def test_bad_as_of_exits_2():
+    assert run("explain", REFERENCE, "--as-of", "yesterday").exit_code == 2
+
+
+def test_payer_option_overrides_a_missing_payer(tmp_path):
+    doc = reference_case()
+    del doc["payer"]
+    path = write(tmp_path, doc)
+    assert run("explain", path).exit_code == 2
+    assert run("explain", path, "--payer", "commercial-reference").exit_code == 0
+
+
+def test_markdown_report_has_headings_and_table():
+    out = run("explain", REFERENCE, "--format", "markdown")
+    assert out.exit_code == 0
+    assert out.output.startswith("# Medical Necessity Determination")
+    assert "## Analysis by Code" in out.output and "| Line" in out.output
+
+
+def test_schema_command_prints_the_case_schema():
+    out = run("schema")
+    schema = json.loads(out.output)
+    assert out.exit_code == 0 and "services" in schema["properties"] and "schema" in schema["required"]
+
+
+def test_policies_lists_packs_with_windows():
+    out = run("policies", "--format", "json")
+    rows = json.loads(out.output)
+    assert {"pack": "commercial-reference", "version": "2020-01-01"}.items() <= rows[0].items()
+    assert rows[0]["in_force"] == ["2020-01-01", None]
+
+
+def test_check_is_clean_on_shipped_rules_and_fails_on_a_bad_file(tmp_path):
+    assert run("check").exit_code == 0
+    bad = tmp_path / "mine"
+    bad.mkdir()
+    (bad / "broken.dl").write_text("#pred z(A) :: 'z @(A)'.\n\nz(a) :- .\n")
+    out = run("check", "--rules", str(bad))
+    assert out.exit_code == 2 and f"{bad}/broken.dl:3:" in out.output
+
+
+def test_check_reports_an_unsafe_rule_with_file_and_line(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "unsafe.dl").write_text(
+        "#pred zz(A) :: 'zz @(A)'.\n@rule ZZ-1\n@cites sharan-2014\n@text 'x'\nzz(A) :- level_rank(B, 1).\n")
+    out = run("check", "--rules", str(mine))
+    assert out.exit_code == 2 and f"{mine}/unsafe.dl:5: error:" in out.output and "unsafe" in out.output
+
+
+def test_query_answers_from_the_knowledge_base():
+    out = run("query", 'level_rank(Level, 24)')
+    assert out.exit_code == 0 and "L5" in out.output
+    out = run("query", "last_cord_level(case, Level)", "--case", REFERENCE, "--why")
+    assert out.exit_code == 0 and "L1" in out.output and "ANAT-CORD-END-DEFAULT" in out.output
+
+
+def test_query_rejects_unknown_predicates_and_python():
+    assert run("query", "no_such(X)").exit_code == 2
+    assert run("query", "__import__('os')").exit_code == 2
+
+
+def test_rules_option_adds_a_pack(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "lenient.dl").write_text(
+        '#citation lenient-policy {title: "Lenient", year: 2021, source: "test", evidence_level: "policy"}.\n'
+        'policy_pack("lenient", "A pack that finds EMG in spine necessary").\n'
+        'policy_version("lenient", "v1", "2021-01-01").\n'
+        'determination_precedence("lenient", medically_necessary, 1).\n'
+        '@rule LENIENT-EMG\n@cites lenient-policy\n@text \'EMG in spine is necessary here\'\n'
+        'modality_line_finding(Case, Line, medically_necessary) :- applies_policy(Case, "lenient", V),\n'
+        '    line_modality(Case, Line, Modality), primary_pathway(Modality, nerve_roots), spinal_procedure(Case).\n')
+    out = run("explain", REFERENCE, "--payer", "lenient", "--rules", str(mine), "--format", "json")
+    assert out.exit_code == 0, out.output
+    lines = {l["code"]: l for l in json.loads(out.output)["lines"]}
+    assert lines["95861"]["determination"] == "medically_necessary"
+    assert lines["95938"]["determination"] == "undetermined"
+    assert lines["95861"]["findings"][0]["proof"]["source"]["file"] == f"{mine}/lenient.dl"

@@ -1,0 +1,40 @@
+"""The docs stay true: every command has help, and the README's example runs."""
+import re
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import ROOT
+from ionm_logic.cli import main
+
+COMMANDS = sorted(main.commands)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    out = CliRunner().invoke(main, [command, "--help"])
+    assert out.exit_code == 0
+    assert main.commands[command].help and "Usage:" in out.output
+
+
+def test_readme_opens_with_install_and_test_commands():
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert "pip install" in blocks[0] and "ionm-logic explain examples/" in blocks[0]
+    assert "pytest" in blocks[1]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "python -m pytest -q" in blocks[1] and "python -m pytest -q" in ci
+
+
+def test_readme_example_runs():
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    explain = blocks[0].split("&&")[-1].split()
+    assert explain[:2] == ["ionm-logic", "explain"]
+    out = subprocess.run([sys.executable, "-m", "ionm_logic", *explain[1:]], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0 and "Final Determination" in out.stdout
+
+
+def test_python_dash_m_works():
+    out = subprocess.run([sys.executable, "-m", "ionm_logic", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "explain" in out.stdout

@@ -1,0 +1,104 @@
+"""Rule consistency over generated cases (hypothesis)."""
+import copy
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import all_proofs, decide, resolve_pointer, walk
+from ionm_logic.decide import DETERMINATIONS
+from strategies import AT_OR_ABOVE_L1, cases
+
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+HEADLINES = set(DETERMINATIONS) | {"undetermined"}
+
+
+@FAST
+@given(doc=cases())
+def test_every_line_gets_exactly_one_headline_from_the_vocabulary(kb, doc):
+    out = decide(kb, doc, missing=False)
+    assert len(out["lines"]) == len(doc["services"])
+    for line in out["lines"]:
+        assert line["determination"] in HEADLINES
+        if line["findings"]:
+            assert line["determination"] == min((f["determination"] for f in line["findings"]),
+                                                key=DETERMINATIONS.index)
+        else:
+            assert line["determination"] == "undetermined"
+
+
+@FAST
+@given(doc=cases())
+def test_every_proof_leaf_exists_in_the_rules_or_the_case(kb, doc):
+    out = decide(kb, doc, missing=False)
+    facts = {(f.file, f.line) for f in kb.facts}
+    for item in all_proofs(out):
+        for node in walk(item["proof"]):
+            if node["node"] == "fact":
+                assert (node["source"]["file"], node["source"]["line"]) in facts
+            elif node["node"] == "case" and node["pointer"] != "/payer":
+                resolve_pointer(doc, node["pointer"])
+            elif node["node"] == "absent":
+                assert node["atom"].startswith("not ")
+            elif node["node"] == "rule":
+                assert node["rule"] in kb.rules_by_id and node["children"]
+        keys = set(item["citations"]) | {k for n in walk(item["proof"]) for k in n.get("citations") or []}
+        assert keys <= set(out["citations"])
+
+
+def _signature(out):
+    return sorted((l["code"], l["determination"], tuple(sorted(f["rule"] for f in l["findings"])))
+                  for l in out["lines"])
+
+
+@FAST
+@given(doc=cases(), data=st.data())
+def test_order_of_facts_and_lines_and_the_case_id_change_no_result(kb, doc, data):
+    shuffled = copy.deepcopy(doc)
+    for key in ("levels", "approaches", "instrumentation", "codes"):
+        shuffled["procedure"][key] = data.draw(st.permutations(doc["procedure"][key]))
+    shuffled["diagnoses"] = data.draw(st.permutations(doc["diagnoses"]))
+    shuffled["services"] = data.draw(st.permutations(doc["services"]))
+    shuffled["case_id"] = doc["case_id"] + "-renamed"
+    first, second = decide(kb, doc, missing=False), decide(kb, shuffled, missing=False)
+    assert _signature(first) == _signature(second)
+    assert [o["rule"] for o in first["observations"]] == [o["rule"] for o in second["observations"]]
+    assert first["overall"]["determination"] == second["overall"]["determination"]
+
+
+@FAST
+@given(doc=cases(levels=st.lists(st.sampled_from(AT_OR_ABOVE_L1), min_size=1, max_size=4, unique=True),
+                 spine_only=True, clinical_defaults=True))
+def test_levels_at_or_above_the_cord_end_never_give_the_below_the_cord_reason(kb, doc):
+    out = decide(kb, doc, missing=False)
+    for item in all_proofs(out):
+        rules = {n.get("rule") for n in walk(item["proof"])}
+        assert not rules & {"ANAT-BELOW-CORD", "CR-CORD-PATHWAY-ABSENT", "CR-P3-BELOW-CORD"}
+
+
+CODE_LIKE = st.sampled_from([
+    "__import__('os').system('touch /tmp/ionm-logic-pwned')",
+    "\"); import os; os.remove('x') #",
+    "True", "False", "1", "@(Case)", "X", "_", "not p(X)", "p(X) :- q(X).",
+]) | st.text(max_size=40)
+
+
+@FAST
+@given(text=CODE_LIKE)
+def test_code_like_strings_in_case_fields_are_stored_and_echoed_verbatim(kb, text, tmp_path_factory):
+    import os
+
+    from ionm_logic.api import render
+    from ionm_logic.case import parse_case
+    from ionm_logic.decide import explain_with_basis
+
+    doc = json.loads((__import__("conftest").REFERENCE).read_text())
+    doc["case_id"] = text
+    doc["procedure"]["description"] = text
+    doc["diagnoses"].append({"code": text or "x", "text": text})
+    doc["history"][0]["outcome"] = text
+    case = parse_case(json.dumps(doc))
+    out, basis = explain_with_basis(case=case, kb=kb, missing=False)
+    assert out["case_id"] == text
+    assert text in render(kb, case, out, basis, "text")
+    assert not os.path.exists("/tmp/ionm-logic-pwned")
