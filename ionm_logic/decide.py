@@ -9,7 +9,7 @@ from typing import Optional
 from . import policy as policies
 from .case import Case, case_facts, check_vocabulary, line_id, undocumented_fields, with_documented
 from .errors import pointer
-from .proof import Prover, fill
+from .proof import Prover, fill, ground
 
 OUTPUT_SCHEMA = "ionm-logic/determination/v1"
 CASE_KEY = "case"
@@ -51,56 +51,50 @@ class Evaluation:
     findings: dict = field(default_factory=dict)       # line -> [Derivation]
     considerations: dict = field(default_factory=dict)  # line -> [Derivation]
     observations: list = field(default_factory=list)
-    modalities: dict = field(default_factory=dict)      # line -> modality or None
     basis: list = field(default_factory=list)           # proofs of the anatomical basis
-    prover: Optional[Prover] = None
 
 
-def evaluate(kb, facts: list, key: str, proofs: bool) -> Evaluation:
-    """Assert the case facts, collect every derivation of the report predicates, and (with
-    `proofs`) build their proofs before the facts are retracted."""
+def collect(kb, rules: list, table, key: str) -> Evaluation:
+    """Group every derivation of the report rules by line (findings, considerations) or case."""
+    out = Evaluation()
+    for rule in rules:
+        role = kb.decls[rule.head.pred].role
+        names = rule.variables()
+        for row in table(rule):
+            env = dict(zip(names, row))
+            values = ground(rule.head.args, env)
+            if values[0] != key:
+                continue
+            d = Derivation(rule, env, values)
+            if role == "observation":
+                out.observations.append(d)
+            else:
+                target = out.findings if role == "finding" else out.considerations
+                target.setdefault(values[1], []).append(d)
+    return out
+
+
+def pointer_map(facts: list) -> dict:
+    """(pred, values) -> the JSON pointer of the first field that gave the fact."""
     pointers = {}
     for f in facts:
         pointers.setdefault((f.pred, f.values), f.pointer)
-    out = Evaluation()
-    with kb.case_facts(list(pointers)):
-        prover = Prover(kb, key, pointers)
-        for rule in kb.rules:
-            role = kb.decls[rule.head.pred].role
-            if role not in ("finding", "consideration", "observation"):
-                continue
-            for values, env in prover.derivations(rule):
-                if values[0] != key:
-                    continue
-                d = Derivation(rule, env, values)
-                if role == "observation":
-                    out.observations.append(d)
-                else:
-                    target = out.findings if role == "finding" else out.considerations
-                    target.setdefault(values[1], []).append(d)
-        for (pred, values) in pointers:
-            if pred == "billed_line":
-                line = values[1]
-                found = kb.values("line_modality", key, line, None)
-                out.modalities[line] = found[0][2] if found else None
-        if proofs:
-            for d in itertools.chain(*out.findings.values(), *out.considerations.values(), out.observations):
-                d.proof = prover.derivation_node(d.rule, d.env)
-            for pred in BASIS_PREDICATES:
-                for values in kb.values(pred, key, *([None] * (kb.decls[pred].arity - 1))):
-                    out.basis.append(prover.prove(pred, values))
-    out.prover = prover
-    return out
+    return pointers
 
 
 def precedence(kb, pack: str) -> dict:
     return {det: rank for _p, det, rank in kb.values("determination_precedence", pack, None, None)}
 
 
-def headline(derivations: list, ranks: dict) -> str:
-    if not derivations:
+def _rank_min(dets, ranks: dict) -> str:
+    dets = list(dets)
+    if not dets:
         return "undetermined"
-    return min((d.values[2] for d in derivations), key=lambda det: (ranks.get(det, len(ranks) + 1), det))
+    return min(dets, key=lambda det: (ranks.get(det, len(ranks) + 1), det))
+
+
+def headline(derivations: list, ranks: dict) -> str:
+    return _rank_min((d.values[2] for d in derivations), ranks)
 
 
 def _unique_findings(derivations: list, ranks: dict) -> list:
@@ -150,32 +144,37 @@ def explain_with_basis(kb, case: Case, *, payer: Optional[str] = None, as_of: Op
                        missing: bool = True, source: str = "") -> tuple:
     """The determination/v1 object, and the proofs of the case's anatomical basis for reports."""
     check_vocabulary(case, kb, source)
-    day = as_of or case.date_of_service
-    chosen = policies.select(kb, payer or case.payer, day,
+    chosen = policies.select(kb, payer or case.payer, as_of or case.date_of_service,
                              pack_pointer="/payer", date_pointer="/date_of_service")
-    facts = case_facts(case, CASE_KEY, chosen.pack, chosen.version)
-    ev = evaluate(kb, facts, CASE_KEY, proofs=True)
     ranks = precedence(kb, chosen.pack)
+    rules = kb.report_rules(chosen.pack)
+    pointers = pointer_map(case_facts(case, CASE_KEY, chosen.pack, chosen.version))
+    line_ids = [line_id(i) for i in range(len(case.services))]
+    with kb.case_facts(list(pointers)):
+        prover = Prover(kb, CASE_KEY, pointers)
+        ev = collect(kb, rules, prover.table, CASE_KEY)
+        for d in itertools.chain(*ev.findings.values(), *ev.considerations.values(), ev.observations):
+            d.proof = prover.derivation_node(d.rule, d.env)
+        for pred in BASIS_PREDICATES:
+            for values in kb.values(pred, CASE_KEY, *([None] * (kb.decls[pred].arity - 1))):
+                ev.basis.append(prover.prove(pred, values))
+        modalities = {line: m for _c, line, m in kb.values("line_modality", CASE_KEY, None, None)}
+        heads = {line: headline(ev.findings.get(line, []), ranks) for line in line_ids}
+        gaps = missing_documentation(kb, case, chosen, set(pointers), ev, rules, heads) if missing else {}
     lines = []
-    heads = {}
-    for i, service in enumerate(case.services):
-        line = line_id(i)
+    for service, line in zip(case.services, line_ids):
         derivs = ev.findings.get(line, [])
-        heads[line] = headline(derivs, ranks)
         entry = {
             "pointer": line, "code": service.code, "units": service.units,
-            "modality": ev.modalities.get(line),
+            "modality": modalities.get(line),
             "determination": heads[line],
             "findings": [_item(d, CASE_KEY, True) for d in _unique_findings(derivs, ranks)],
             "considerations": [_item(d, CASE_KEY, False) for d in _unique_by_rule(ev.considerations.get(line, []))],
-            "missing_documentation": [],
+            "missing_documentation": gaps.get(line, []),
         }
         if not derivs:
-            entry["reason"] = _undetermined_reason(kb, service, ev.modalities.get(line), chosen.pack)
+            entry["reason"] = _undetermined_reason(kb, service, modalities.get(line), chosen.pack)
         lines.append(entry)
-    if missing:
-        for line_entry, gaps in zip(lines, missing_documentation(kb, case, chosen, heads)):
-            line_entry["missing_documentation"] = gaps
     observations = [_item(d, CASE_KEY, False) for d in _unique_by_rule(ev.observations)]
     result = {
         "schema": OUTPUT_SCHEMA,
@@ -218,62 +217,75 @@ def overall(lines: list, chosen) -> dict:
     return {"determination": det, "text": text}
 
 
-def missing_documentation(kb, case: Case, chosen, heads: dict) -> list:
+def missing_documentation(kb, case: Case, chosen, base: set, ev: Evaluation, rules: list, heads: dict) -> dict:
     """Per line, the undocumented fields (alone or in pairs) whose documentation would change its
-    headline, found by re-deciding the case with each candidate value filled in."""
+    headline, found by re-deciding the case with each candidate value filled in.
+
+    Runs while the case's own facts are asserted: each variant asserts and retracts only the
+    facts it changes, and re-asks only the finding rules that depend on them."""
     fields = undocumented_fields(case)
+    if not fields:
+        return {}
     ranks = precedence(kb, chosen.pack)
-    line_ids = [line_id(i) for i in range(len(case.services))]
+    finding_rules = [r for r in rules if kb.decls[r.head.pred].role == "finding"]
+    base_heads = {rule.index: [] for rule in finding_rules}
+    for d in itertools.chain(*ev.findings.values()):
+        base_heads[d.rule.index].append(d.values)
+    base_findings = {line: {(d.rule.id, d.values[2]) for d in ev.findings.get(line, [])} for line in heads}
 
     def decide_with(assignments):
-        variant = with_documented(case, assignments)
-        facts = case_facts(variant, CASE_KEY, chosen.pack, chosen.version)
-        ev = evaluate(kb, facts, CASE_KEY, proofs=False)
-        findings = {l: frozenset((d.rule.id, d.values[2]) for d in ev.findings.get(l, [])) for l in line_ids}
-        return {l: headline(ev.findings.get(l, []), ranks) for l in line_ids}, findings
+        variant = {(f.pred, f.values) for f in case_facts(with_documented(case, assignments), CASE_KEY,
+                                                             chosen.pack, chosen.version)}
+        add, remove = variant - base, base - variant
+        changed = {pred for pred, _v in add | remove}
+        per_line = {line: set() for line in heads}
+        with kb.fact_delta(add, remove):
+            for rule in finding_rules:
+                if kb.rule_depends_on(rule, changed):
+                    names = rule.variables()
+                    found = [ground(rule.head.args, dict(zip(names, row))) for row in kb.rule_table(rule)]
+                else:
+                    found = base_heads[rule.index]
+                for values in found:
+                    if values[0] == CASE_KEY and values[1] in per_line:
+                        per_line[values[1]].add((rule.id, values[2]))
+        return per_line
 
-    singles = {}
-    changed_fields = []
-    base_findings = evaluate_findings(kb, case, chosen, line_ids) if fields else None
+    def headlines(per_line):
+        return {line: _rank_min((det for _r, det in found), ranks) for line, found in per_line.items()}
+
+    singles, moving = {}, []
     for path, candidates in fields:
         moved = False
         for value in candidates:
-            heads_v, findings_v = decide_with([(path, value)])
-            singles[(path, value)] = heads_v
-            if findings_v != base_findings:
-                moved = True
+            per_line = decide_with([(path, value)])
+            singles[(path, value)] = headlines(per_line)
+            moved = moved or per_line != base_findings
         if moved:
-            changed_fields.append((path, candidates))
+            moving.append((path, candidates))
     pairs = {}
-    for (p1, c1), (p2, c2) in itertools.combinations(changed_fields, 2):
+    for (p1, c1), (p2, c2) in itertools.combinations(moving, 2):
         for v1, v2 in itertools.product(c1, c2):
-            pairs[((p1, v1), (p2, v2))] = decide_with([(p1, v1), (p2, v2)])[0]
+            pairs[((p1, v1), (p2, v2))] = headlines(decide_with([(p1, v1), (p2, v2)]))
 
-    out = []
-    for line in line_ids:
+    out = {}
+    for line in heads:
         entries, seen = [], set()
-        for (path, value), heads_v in singles.items():
-            new = heads_v[line]
+        for (path, value), new_heads in singles.items():
+            new = new_heads[line]
             if new != heads[line] and (path, new) not in seen:
                 seen.add((path, new))
                 entries.append(_gap([(path, value)], new))
-        for ((p1, v1), (p2, v2)), heads_v in pairs.items():
-            new = heads_v[line]
+        for ((p1, v1), (p2, v2)), new_heads in pairs.items():
+            new = new_heads[line]
             if new == heads[line] or (p1, p2, new) in seen:
                 continue
             if singles[(p1, v1)][line] == new or singles[(p2, v2)][line] == new:
                 continue  # not minimal: one of the two alone does it
             seen.add((p1, p2, new))
             entries.append(_gap([(p1, v1), (p2, v2)], new))
-        out.append(entries)
+        out[line] = entries
     return out
-
-
-def evaluate_findings(kb, case, chosen, line_ids) -> dict:
-    facts = case_facts(case, CASE_KEY, chosen.pack, chosen.version)
-    ev = evaluate(kb, facts, CASE_KEY, proofs=False)
-    return {l: frozenset((d.rule.id, d.values[2]) for d in ev.findings.get(l, [])) for l in line_ids}
-
 
 def _gap(assignments: list, new: str) -> dict:
     parts = []

@@ -8,17 +8,18 @@ retracted on it; rule text and case data never pass through pyDatalog's string A
 from __future__ import annotations
 
 import hashlib
+import os
+import pickle
 import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Optional
 
-from pyDatalog import pyDatalog
+from pyDatalog import pyEngine
 from pyDatalog.Logic import Logic
-from pyDatalog.pyParser import Term
 
 from .checks import Problem, check_files
-from .rulelang import Comparison, Const, Literal, RuleError, Var, parse_text
+from .rulelang import Comparison, Const, Literal, RuleError, Var
 
 RULE_SUFFIX = ".dl"
 
@@ -29,6 +30,42 @@ class RulesError(Exception):
     def __init__(self, problems: list):
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
+
+
+_CACHE_VERSION = 1
+
+
+def _cache_path(digest: str) -> Optional[Path]:
+    base = os.environ.get("IONM_LOGIC_CACHE") or os.environ.get("XDG_CACHE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".cache")
+    if os.environ.get("IONM_LOGIC_CACHE") == "off":
+        return None
+    return Path(base) / "ionm-logic" / f"rules-v{_CACHE_VERSION}-{digest}.pickle"
+
+
+def _read_cache(digest: str):
+    """Parsed and checked rule files for exactly these file texts, if an earlier run kept them.
+    The key is the sha256 of every file's name and text, so an edited file never hits."""
+    path = _cache_path(digest)
+    try:
+        with open(path, "rb") as fh:
+            return pickle.load(fh)
+    except Exception:  # noqa: BLE001 - a missing, stale or unreadable cache is just a miss
+        return None
+
+
+def _write_cache(digest: str, value) -> None:
+    path = _cache_path(digest)
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home only costs the next run a re-parse
 
 
 def shipped_rules_dir() -> Path:
@@ -89,6 +126,17 @@ def _pyname(pred: str) -> str:
     return "ionm_" + pred
 
 
+def _add_clause(head, body: list) -> None:
+    if not pyEngine.assert_(pyEngine.Clause(head, body)):
+        raise RuntimeError(f"the Datalog engine refused the clause for {head.pred.name}")
+
+
+def _engine_fact(pred: str, encoded: list):
+    """The engine clause of a ground fact, built with pyDatalog's engine API: what
+    pyDatalog.assert_fact builds, without re-wrapping every value in parser objects."""
+    return pyEngine.Clause(pyEngine.Literal(_pyname(pred), [pyEngine.Term_of(v) for v in encoded]), [])
+
+
 class KnowledgeBase:
     """Parsed, checked and compiled rules: facts, rules, declarations and citations."""
 
@@ -96,19 +144,31 @@ class KnowledgeBase:
         sources = [(p, name) for p, name in rule_files(shipped_rules_dir(), "rules")]
         for folder in extra_dirs:
             sources += rule_files(Path(folder), None)
-        self.files = []
-        problems = []
+        texts = [(path.read_text(encoding="utf-8"), name) for path, name in sources]
         digest = hashlib.sha256()
-        for path, name in sources:
-            text = path.read_text(encoding="utf-8")
+        for text, name in texts:
             digest.update(name.encode() + b"\0" + text.encode() + b"\0")
-            try:
-                self.files.append(parse_text(text, name))
-            except RuleError as exc:
-                problems.append(Problem(exc.file, exc.line, "error",
-                                        (f"column {exc.column}: " if exc.column else "") + exc.message))
+        # The cache key adds the parser's and checker's own source: a new ionm-logic never reads
+        # rule objects an older one pickled.
+        code = hashlib.sha256(digest.digest())
+        for module in ("rulelang.py", "ruleparse.py", "checks.py"):
+            code.update((Path(__file__).parent / module).read_bytes())
+        cached = _read_cache(code.hexdigest())
+        if cached is not None:
+            self.files, problems = cached
+        else:
+            from .ruleparse import parse_text  # lark is loaded only when rule text must be parsed
+
+            self.files, problems = [], []
+            for text, name in texts:
+                try:
+                    self.files.append(parse_text(text, name))
+                except RuleError as exc:
+                    problems.append(Problem(exc.file, exc.line, "error",
+                                            (f"column {exc.column}: " if exc.column else "") + exc.message))
+            problems += check_files(self.files)
+            _write_cache(code.hexdigest(), (self.files, problems))
         self.sha256 = digest.hexdigest()
-        problems += check_files(self.files)
         self.problems = problems
         errors = [p for p in problems if p.level == "error"]
         if errors:
@@ -131,6 +191,10 @@ class KnowledgeBase:
         self.case_dependent = self._case_dependent_predicates()
         self._global_tables = {}
         self.proof_memo = {}  # proofs of atoms no case fact reaches, shared by all cases
+        self._rule_queries = {}
+        self._case_query = None
+        self._closure = {}
+        self._answers = {}  # answers of predicates no case fact reaches
         self._logic = None
         self._thread = None
         self._compile()
@@ -150,68 +214,78 @@ class KnowledgeBase:
         return dependent
 
     def _compile(self) -> None:
+        """Build the engine's clauses from the rule objects with pyDatalog's engine API
+        (pyEngine Literal, Var, Clause, assert_): the same objects pyDatalog's own parser
+        builds from Python expressions, without any text being parsed or evaluated."""
         Logic()  # a fresh engine for this thread
         for name, decl in self.decls.items():
             # Define every declared predicate, so that querying or negating one that has no
             # clauses yet answers "no" instead of raising "Predicate without definition".
-            placeholder = [encode("\0undefined")] * decl.arity
-            pyDatalog.assert_fact(_pyname(name), *placeholder)
-            pyDatalog.retract_fact(_pyname(name), *placeholder)
+            placeholder = _engine_fact(name, [encode("\0undefined")] * decl.arity)
+            pyEngine.assert_(placeholder)
+            pyEngine.retract(placeholder)
         for fact in self.facts:
-            pyDatalog.assert_fact(_pyname(fact.atom.pred), *[encode(a.value) for a in fact.atom.args])
+            pyEngine.assert_(_engine_fact(fact.atom.pred, [encode(a.value) for a in fact.atom.args]))
         for rule in self.rules:
-            variables = [Term(v) for v in rule.variables()]
-            witness = Term(f"ionm_rule_{rule.index}")
+            variables = [pyEngine.Var(v) for v in rule.variables()]
+            witness = pyEngine.Literal(f"ionm_rule_{rule.index}", variables)
+            # Evaluation is top-down, left to right: bind with the positive literals first,
+            # then compare and negate bound values.
             ordered = ([i for i in rule.body if isinstance(i, Literal) and not i.negated]
                        + [i for i in rule.body if isinstance(i, Comparison)]
                        + [i for i in rule.body if isinstance(i, Literal) and i.negated])
-            body = None
-            for item in ordered:
-                lit = self._compile_item(item)
-                body = lit if body is None else body & lit
-            witness(*variables) <= body
-            head = Term(_pyname(rule.head.pred))(*[self._term(a) for a in rule.head.args])
-            head <= witness(*variables)
+            _add_clause(witness, [self._compile_item(item) for item in ordered])
+            head = pyEngine.Literal(_pyname(rule.head.pred), [self._term(a) for a in rule.head.args])
+            _add_clause(head, [pyEngine.Literal(f"ionm_rule_{rule.index}", list(variables))])
+        # One predicate that unions the witnesses of every case-dependent rule, padded to one
+        # width: asking it once evaluates them all in one pass, sharing tabled subgoals, where
+        # asking rule by rule would recompute shared subgoals on every ask.
+        dependent = [r for r in self.rules if r.head.pred in self.case_dependent]
+        self._width = max((len(r.variables()) for r in dependent), default=0)
+        for rule in dependent:
+            variables = [pyEngine.Var(v) for v in rule.variables()]
+            padding = [pyEngine.Term_of(encode(""))] * (self._width - len(variables))
+            head = pyEngine.Literal("ionm_case_witness", [pyEngine.Term_of(rule.index), *variables, *padding])
+            _add_clause(head, [pyEngine.Literal(f"ionm_rule_{rule.index}", list(variables))])
         self._logic = Logic(True)
         self._thread = threading.get_ident()
 
     @staticmethod
     def _term(arg):
-        return Term(arg.name) if isinstance(arg, Var) else encode(arg.value)
+        return pyEngine.Var(arg.name) if isinstance(arg, Var) else pyEngine.Term_of(encode(arg.value))
 
     def _compile_item(self, item):
         if isinstance(item, Literal):
-            lit = Term(_pyname(item.atom.pred))(*[self._term(a) for a in item.atom.args])
-            return ~lit if item.negated else lit
-        left, right = self._term(item.left), self._term(item.right)
-        if not isinstance(left, Term):  # constant on the left: mirror the comparison
-            left, right = right, left
-            op = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}[item.op]
-        else:
-            op = item.op
-        return {"<": left.__lt__, "<=": left.__le__, ">": left.__gt__, ">=": left.__ge__,
-                "==": left.__eq__, "!=": left.__ne__}[op](right)
+            name = ("~" if item.negated else "") + _pyname(item.atom.pred)
+            return pyEngine.Literal(name, [self._term(a) for a in item.atom.args])
+        return pyEngine.Literal(item.op, [self._term(item.left), self._term(item.right)])
 
     def _activate(self) -> None:
         current = getattr(Logic.tl, "logic", None)
         if current is not self._logic or self._thread != threading.get_ident():
             self._global_tables.clear()
+            self._rule_queries.clear()
+            self._case_query = None
             self._compile()
 
     # --- queries ------------------------------------------------------------------
 
     def ask(self, pred: str, args: tuple) -> list:
         """Ground tuples of `pred` matching `args` (a value, or None for any), least first."""
-        self._activate()
         if pred not in self.decls:
             raise KeyError(f"{pred} is not a declared predicate")
-        free = [Term(f"Q{i}") if a is None else encode(a) for i, a in enumerate(args)]
-        answer = Term(_pyname(pred))(*free).ask()
-        rows = []
-        for row in answer or []:
-            it = iter(row)
-            rows.append(tuple(decode(next(it)) if a is None else a for a in args))
-        return sorted(set(rows), key=sort_key)
+        independent = pred not in self.case_dependent
+        if independent and (pred, args) in self._answers:
+            return self._answers[(pred, args)]
+        self._activate()
+        free = [pyEngine.Var(f"Q{i}") if a is None else pyEngine.Term_of(encode(a)) for i, a in enumerate(args)]
+        # The engine literal answers with whole tuples; asking it directly skips the temporary
+        # query clause that pyDatalog's Query.ask() builds and deletes on every call.
+        answer = pyEngine.Literal(_pyname(pred), free).ask()
+        rows = sorted({tuple(decode(v) for v in row) for row in answer or ()}, key=sort_key)
+        if independent:
+            self._answers[(pred, args)] = rows
+        return rows
 
     def rule_table(self, rule) -> list:
         """Every witness (one value per rule variable) of a rule's body, least first.
@@ -222,28 +296,94 @@ class KnowledgeBase:
         if independent and rule.index in self._global_tables:
             return self._global_tables[rule.index]
         self._activate()
-        variables = rule.variables()
-        answer = Term(f"ionm_rule_{rule.index}")(*[Term(v) for v in variables]).ask()
-        rows = sorted({tuple(decode(v) for v in row) for row in answer or []}, key=sort_key)
+        query = self._rule_queries.get(rule.index)
+        if query is None:
+            query = self._rule_queries[rule.index] = pyEngine.Literal(
+                f"ionm_rule_{rule.index}", [pyEngine.Var(v) for v in rule.variables()])
+        rows = sorted({tuple(decode(v) for v in row) for row in query.ask() or ()}, key=sort_key)
         if independent:
             self._global_tables[rule.index] = rows
         return rows
+
+    def case_tables(self) -> dict:
+        """The witness table of every case-dependent rule for the facts asserted now, in one ask."""
+        self._activate()
+        if self._case_query is None:
+            self._case_query = pyEngine.Literal("ionm_case_witness", [pyEngine.Var(f"W{i}") for i in range(self._width + 1)])
+        tables = {rule.index: [] for rule in self.rules if rule.head.pred in self.case_dependent}
+        for row in self._case_query.ask() or ():
+            index = row[0]
+            width = len(self.rules[index].variables())
+            tables[index].append(tuple(decode(v) for v in row[1:1 + width]))
+        for index, rows in tables.items():
+            tables[index] = sorted(set(rows), key=sort_key)
+        return tables
+
+    def depends_on(self, pred: str) -> set:
+        """Every predicate `pred` is derived from, itself included."""
+        closure = self._closure.get(pred)
+        if closure is None:
+            closure, todo = {pred}, [pred]
+            while todo:
+                for rule in self.rules_by_head.get(todo.pop(), ()):
+                    for item in rule.body:
+                        if isinstance(item, Literal) and item.atom.pred not in closure:
+                            closure.add(item.atom.pred)
+                            todo.append(item.atom.pred)
+            self._closure[pred] = closure
+        return closure
+
+    def rule_depends_on(self, rule, preds: set) -> bool:
+        return any(isinstance(i, Literal) and self.depends_on(i.atom.pred) & preds for i in rule.body)
+
+    def report_rules(self, pack: str) -> list:
+        """The finding, consideration and observation rules that can apply under `pack`: a rule
+        whose body names another pack in applies_policy(...) cannot."""
+        out = []
+        for rule in self.rules:
+            if self.decls[rule.head.pred].role not in ("finding", "consideration", "observation"):
+                continue
+            gates = {i.atom.args[1].value for i in rule.body
+                     if isinstance(i, Literal) and not i.negated and i.atom.pred == "applies_policy"
+                     and isinstance(i.atom.args[1], Const)}
+            if not gates or gates == {pack}:
+                out.append(rule)
+        return out
 
     @contextmanager
     def case_facts(self, facts: list):
         """Assert (pred, values) case facts for the duration of a block, then retract them."""
         self._activate()
+        clauses = [_engine_fact(pred, [encode(v) for v in values]) for pred, values in facts]
         asserted = []
         try:
-            for pred, values in facts:
-                encoded = [encode(v) for v in values]
-                pyDatalog.assert_fact(_pyname(pred), *encoded)
-                asserted.append((pred, encoded))
+            for clause in clauses:
+                pyEngine.assert_(clause)
+                asserted.append(clause)
             yield self
         finally:
             self._activate()
-            for pred, encoded in asserted:
-                pyDatalog.retract_fact(_pyname(pred), *encoded)
+            for clause in asserted:
+                pyEngine.retract(clause)
+
+    @contextmanager
+    def fact_delta(self, add, remove):
+        """Within an asserted case: retract `remove` and assert `add` for a block, then undo."""
+        self._activate()
+        add = [_engine_fact(p, [encode(v) for v in vals]) for p, vals in add]
+        remove = [_engine_fact(p, [encode(v) for v in vals]) for p, vals in remove]
+        for clause in remove:
+            pyEngine.retract(clause)
+        for clause in add:
+            pyEngine.assert_(clause)
+        try:
+            yield self
+        finally:
+            self._activate()
+            for clause in add:
+                pyEngine.retract(clause)
+            for clause in remove:
+                pyEngine.assert_(clause)
 
     # --- conveniences over facts --------------------------------------------------
 

@@ -71,10 +71,9 @@ class Prover:
     def table(self, rule) -> list:
         if rule.head.pred not in self.kb.case_dependent:
             return self.kb.rule_table(rule)
-        rows = self.tables.get(rule.index)
-        if rows is None:
-            rows = self.tables[rule.index] = self.kb.rule_table(rule)
-        return rows
+        if not self.tables:
+            self.tables = self.kb.case_tables()
+        return self.tables[rule.index]
 
     def derivations(self, rule):
         """(head values, witness environment) for every witness of the rule, least first."""

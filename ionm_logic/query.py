@@ -9,7 +9,8 @@ from .decide import CASE_KEY
 from .errors import InputError
 from .proof import Prover
 from .report import _proof_lines
-from .rulelang import RuleError, Var, parse_query
+from .rulelang import RuleError, Var, render_atom
+from .ruleparse import parse_query
 
 
 def run_query(kb, text: str, case=None, why: bool = False, source: str = ""):
@@ -53,6 +54,5 @@ def run_query(kb, text: str, case=None, why: bool = False, source: str = ""):
                 continue
             rows.append(row)
             if why:
-                from .rulelang import render_atom
                 proofs.append((render_atom(atom.pred, values), _proof_lines(prover.prove(atom.pred, values))))
     return names, rows, proofs

@@ -2,7 +2,8 @@
 import pytest
 
 from ionm_logic.checks import check_files
-from ionm_logic.rulelang import Const, RuleError, Var, parse_query, parse_text
+from ionm_logic.rulelang import Const, RuleError, Var
+from ionm_logic.ruleparse import parse_query, parse_text
 
 DECLS = """
 #pred p(A) :: '@(A) is p'.
