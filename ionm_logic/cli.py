@@ -117,6 +117,39 @@ def check(fmt, rule_dirs):
 
 
 @main.command()
+@click.argument("files", nargs=-1, type=click.Path())
+@RULES_OPTION
+def test(files, rule_dirs):
+    """Run golden cases: the shipped packs', each --rules folder's tests/, and FILES."""
+    from pathlib import Path
+
+    from .golden import golden_files, run_suite, uncovered_rules
+    from .kb import shipped_rules_dir
+
+    kb = api.knowledge_base(rule_dirs)
+    folders = [shipped_rules_dir() / "tests"] + [Path(d) / "tests" for d in rule_dirs] + [Path(f) for f in files]
+    missing = [str(f) for f in files if not Path(f).exists()]
+    if missing:
+        raise InputError([("", f"no such file or folder: {m}") for m in missing])
+    result = run_suite(kb, golden_files(folders))
+    for golden, failures in result.failed:
+        click.echo(f"FAIL {golden.name}  ({golden.file})")
+        for message in failures:
+            click.echo(f"  - {message}")
+        if golden.why:
+            click.echo(f"  why: {' '.join(golden.why.split())}")
+    for file, message in result.errors:
+        click.echo(f"ERROR {file}: {message}")
+    uncovered = uncovered_rules(kb, result.exercised)
+    click.echo(f"\nrule coverage: {len(kb.rules) - len(uncovered)} of {len(kb.rules)} rules exercised")
+    for rule in uncovered:
+        click.echo(f"  not exercised: {rule.id} ({rule.file}:{rule.line})")
+    failed = len(result.failed) + len(result.errors)
+    click.echo(f"{result.passed} passed, {failed} failed")
+    sys.exit(1 if failed or not result.passed else 0)
+
+
+@main.command()
 @click.argument("query_text", metavar="QUERY")
 @click.option("--case", "case_file", help="Assert this case's facts before asking.")
 @click.option("--why", is_flag=True, help="Print the proof of every answer.")

@@ -164,3 +164,40 @@ def compare(result: dict, expect: dict) -> list:
     return failures
 
 
+
+
+@dataclass
+class SuiteResult:
+    passed: int = 0
+    failed: list = field(default_factory=list)   # (golden, [messages])
+    errors: list = field(default_factory=list)   # (file, message)
+    exercised: set = field(default_factory=set)
+
+
+def run_suite(kb, files: list) -> SuiteResult:
+    """Run every golden case in `files`; a bad file or case is an error, never a crash."""
+    out = SuiteResult()
+    for path in files:
+        try:
+            goldens = load_golden(Path(path))
+        except InputError as exc:
+            out.errors.append((str(path), exc.render()))
+            continue
+        for golden in goldens:
+            try:
+                _result, failures, exercised = run_golden(kb, golden)
+            except InputError as exc:
+                out.errors.append((golden.file, f"{golden.name}: {exc.render()}"))
+                continue
+            out.exercised |= exercised
+            if failures:
+                out.failed.append((golden, failures))
+            else:
+                out.passed += 1
+    return out
+
+
+def uncovered_rules(kb, exercised: set, files_under=None) -> list:
+    """Rules no golden case exercised, optionally only those defined in files under a prefix."""
+    return [r for r in kb.rules if r.id not in exercised
+            and (files_under is None or any(r.file.startswith(p) for p in files_under))]

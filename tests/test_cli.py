@@ -104,9 +104,13 @@ def test_schema_command_prints_the_case_schema():
 
 def test_policies_lists_packs_with_windows():
     out = run("policies", "--format", "json")
-    rows = json.loads(out.output)
-    assert {"pack": "commercial-reference", "version": "2020-01-01"}.items() <= rows[0].items()
-    assert rows[0]["in_force"] == ["2020-01-01", None]
+    rows = {(r["pack"], r["version"]): r["in_force"] for r in json.loads(out.output)}
+    assert rows == {("anthem-cg-surg-104", "2020-01-01"): ["2020-01-01", None],
+                    ("cms-lcd-l34623", "2015-10-01"): ["2015-10-01", "2024-01-31"],
+                    ("cms-lcd-l34623", "2024-02-01"): ["2024-02-01", None],
+                    ("commercial-reference", "2020-01-01"): ["2020-01-01", None]}
+    text = run("policies")
+    assert text.exit_code == 0 and "cms-lcd-l34623" in text.output and "2024-01-31" in text.output
 
 
 def test_check_is_clean_on_shipped_rules_and_fails_on_a_bad_file(tmp_path):
@@ -156,3 +160,24 @@ def test_rules_option_adds_a_pack(tmp_path):
     assert lines["95861"]["determination"] == "medically_necessary"
     assert lines["95938"]["determination"] == "undetermined"
     assert lines["95861"]["findings"][0]["proof"]["source"]["file"] == f"{mine}/lenient.dl"
+
+
+def test_test_command_runs_the_shipped_golden_cases_with_full_coverage():
+    out = run("test")
+    assert out.exit_code == 0, out.output
+    assert out.output.rstrip().endswith("passed, 0 failed")
+    assert "rule coverage: " in out.output and "not exercised" not in out.output
+
+
+def test_test_command_reports_a_failing_golden_case(tmp_path):
+    golden = tmp_path / "wrong.yaml"
+    golden.write_text(
+        'name: "L5-S1 fusion: SSEP is (wrongly) expected to be medically necessary"\n'
+        f'case: {ROOT / "examples" / "alif-plif-l5-s1.json"}\n'
+        'expect:\n  lines:\n    - code: "95938"\n      determination: medically_necessary\n')
+    out = run("test", str(golden))
+    assert out.exit_code == 1
+    assert "FAIL L5-S1 fusion" in out.output
+    assert "expected medically_necessary, got not_medically_necessary" in out.output
+    assert "CR-CORD-PATHWAY-ABSENT" in out.output
+    assert out.output.rstrip().endswith("1 failed")
