@@ -25,6 +25,8 @@ def check_files(files: list) -> list:
     defined = _check_clauses(files, decls, citations, problems)
     _check_stratified(files, problems)
     _check_usage(files, decls, defined, problems)
+    _check_report_predicates(files, decls, problems)
+    _check_packs(files, problems)
     return sorted(set(problems), key=lambda p: (_file_order(files, p.file), p.line, p.message))
 
 
@@ -204,6 +206,23 @@ def _path(graph, start, goal):
     return None
 
 
+# Predicates ionm-logic itself reads (the boundary between the rules and the program), so a
+# definition that no rule body uses is still used.
+READ_BY_PROGRAM = {
+    "policy_pack", "policy_pack_source", "policy_version", "policy_version_ends", "determination_precedence",
+    "known_procedure_kind", "known_region", "known_approach", "known_instrumentation", "level_rank", "modality",
+    "modality_name", "code_description", "code_allows_modality", "known_code", "line_modality",
+    "last_cord_level", "most_cranial_operated_level", "structure_at_risk", "surgical_code_description",
+    "monitors",
+}
+# The fixed determination vocabulary of the output contract.
+DETERMINATIONS = (
+    "not_separately_reimbursable", "requirements_not_met", "documentation_insufficient",
+    "not_medically_necessary", "insufficient_evidence", "medically_necessary",
+)
+REPORT_ARITY = {"finding": 3, "consideration": 3, "observation": 2}
+
+
 def _check_usage(files, decls, defined, problems):
     used = {item.atom.pred for rf in files for rule in rf.rules for item in rule.body if isinstance(item, Literal)}
     for name, decl in decls.items():
@@ -212,3 +231,84 @@ def _check_usage(files, decls, defined, problems):
         if name in used and name not in defined:
             problems.append(Problem(decl.file, decl.line, "warning",
                                     f"{name} is used in a rule body but no fact or rule defines it"))
+        elif (name in defined and name not in used and decl.role == "pred"
+              and name not in READ_BY_PROGRAM):
+            problems.append(Problem(decl.file, decl.line, "warning",
+                                    f"{name} is defined but no rule uses it and ionm-logic does not read it"))
+
+
+def _check_report_predicates(files, decls, problems):
+    for name, decl in decls.items():
+        want = REPORT_ARITY.get(decl.role)
+        if want is not None and decl.arity != want:
+            problems.append(Problem(decl.file, decl.line, "error",
+                                    f"#{decl.role} {name} must take {want} arguments (Case, Line, ...)"))
+    for rf in files:
+        for rule in rf.rules:
+            decl = decls.get(rule.head.pred)
+            if decl is None or decl.role != "finding" or len(rule.head.args) != 3:
+                continue
+            det = rule.head.args[2]
+            if not isinstance(det, Const) or det.value not in DETERMINATIONS:
+                problems.append(Problem(rf.path, rule.line, "error",
+                                        f"{rule.id or 'rule'}: a finding's determination must be one of "
+                                        f"{', '.join(DETERMINATIONS)}"))
+
+
+def _check_packs(files, problems):
+    """Every pack's precedence orders every determination its rules can conclude; version
+    windows do not overlap."""
+    facts = [(rf, f) for rf in files for f in rf.facts]
+
+    def rows(pred):
+        return [(rf, f, tuple(a.value for a in f.atom.args)) for rf, f in facts if f.atom.pred == pred]
+
+    packs = {v[0]: (rf, f) for rf, f, v in rows("policy_pack")}
+    ranks = {}
+    for rf, f, (pack, det, rank) in rows("determination_precedence"):
+        ranks.setdefault(pack, {})
+        if det in ranks[pack]:
+            problems.append(Problem(rf.path, f.line, "error", f"{pack}: {det} is ranked twice"))
+        ranks[pack][det] = rank
+    for pack, (rf, f) in packs.items():
+        given = ranks.get(pack, {})
+        missing = [d for d in DETERMINATIONS if d not in given]
+        if missing:
+            problems.append(Problem(rf.path, f.line, "error",
+                                    f"{pack}: the precedence does not order {', '.join(missing)}"))
+        if len(set(given.values())) != len(given):
+            problems.append(Problem(rf.path, f.line, "error", f"{pack}: two determinations share a precedence rank"))
+    versions = {}
+    for rf, f, (pack, version, starts) in rows("policy_version"):
+        if pack not in packs:
+            problems.append(Problem(rf.path, f.line, "error", f"policy_version names {pack}, which no policy_pack declares"))
+        if not _iso(starts):
+            problems.append(Problem(rf.path, f.line, "error", f"{pack} {version}: {starts!r} is not an ISO date"))
+            continue
+        if (pack, version) in {(p, v) for p, v, _s, _w in versions.get(pack, [])}:
+            problems.append(Problem(rf.path, f.line, "error", f"{pack}: version {version} is declared twice"))
+        versions.setdefault(pack, []).append((pack, version, starts, (rf.path, f.line)))
+    ends = {(p, v): (e, rf.path, f.line) for rf, f, (p, v, e) in rows("policy_version_ends")}
+    for pack, items in versions.items():
+        items.sort(key=lambda i: i[2])
+        for (p, v, start, where), nxt in zip(items, items[1:] + [None]):
+            if nxt is not None and nxt[2] == start:
+                problems.append(Problem(nxt[3][0], nxt[3][1], "error",
+                                        f"{pack}: versions {v} and {nxt[1]} start on the same day"))
+            end = ends.get((p, v))
+            if end is not None:
+                if not _iso(end[0]) or end[0] < start:
+                    problems.append(Problem(end[1], end[2], "error", f"{pack} {v}: end {end[0]!r} is not a date after its start"))
+                elif nxt is not None and end[0] >= nxt[2]:
+                    problems.append(Problem(end[1], end[2], "error",
+                                            f"{pack}: version {v} ends {end[0]}, overlapping version {nxt[1]} from {nxt[2]}"))
+
+
+def _iso(text) -> bool:
+    import datetime
+
+    try:
+        datetime.date.fromisoformat(str(text))
+        return True
+    except ValueError:
+        return False

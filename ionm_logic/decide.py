@@ -15,10 +15,7 @@ OUTPUT_SCHEMA = "ionm-logic/determination/v1"
 CASE_KEY = "case"
 # The predicates whose proofs a report shows as its anatomical basis, in this order.
 BASIS_PREDICATES = ("last_cord_level", "most_cranial_operated_level", "structure_at_risk")
-DETERMINATIONS = (
-    "not_separately_reimbursable", "requirements_not_met", "documentation_insufficient",
-    "not_medically_necessary", "insufficient_evidence", "medically_necessary",
-)
+from .checks import DETERMINATIONS  # noqa: E402 - the output vocabulary, checked in the rules
 
 # What a provider is asked to document for each undocumented field.
 _ASK = {

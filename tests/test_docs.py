@@ -38,3 +38,45 @@ def test_readme_example_runs():
 def test_python_dash_m_works():
     out = subprocess.run([sys.executable, "-m", "ionm_logic", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "explain" in out.stdout
+
+
+def _walkthrough():
+    text = (ROOT / "rules" / "README.md").read_text()
+    steps = []
+    for info, body in re.findall(r"```([^\n]*)\n(.*?)```", text, re.S):
+        match = re.search(r"file=(\S+)", info)
+        if match:
+            steps.append(("file", match.group(1), body))
+        elif info.strip() == "console":
+            command, expected = None, []
+            for line in body.splitlines():
+                if line.startswith("$ "):
+                    if command:
+                        steps.append(("run", command, expected))
+                    command, expected = line[2:], []
+                elif line.strip():
+                    expected.append(line)
+            if command:
+                steps.append(("run", command, expected))
+    return steps
+
+
+def test_the_authoring_walkthrough_runs_as_written(tmp_path):
+    import shlex
+
+    steps = _walkthrough()
+    assert sum(kind == "run" for kind, *_ in steps) >= 5 and sum(kind == "file" for kind, *_ in steps) >= 4
+    for kind, what, payload in steps:
+        if kind == "file":
+            path = tmp_path / what
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(payload)
+            continue
+        argv = shlex.split(what)
+        assert argv[0] == "ionm-logic"
+        out = subprocess.run([sys.executable, "-m", "ionm_logic", *argv[1:]], cwd=tmp_path,
+                             capture_output=True, text=True)
+        assert out.returncode == 0, f"{what}\n{out.stdout}\n{out.stderr}"
+        seen = " ".join((out.stdout + out.stderr).split())
+        for line in payload:
+            assert " ".join(line.split()) in seen, f"{what}: expected {line!r}"

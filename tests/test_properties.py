@@ -102,3 +102,56 @@ def test_code_like_strings_in_case_fields_are_stored_and_echoed_verbatim(kb, tex
     assert out["case_id"] == text
     assert text in render(kb, case, out, basis, "text")
     assert not os.path.exists("/tmp/ionm-logic-pwned")
+
+
+UNRELATED = ["I10", "E11.9", "J45.909", "K21.9", "Z79.899"]
+
+
+@FAST
+@given(doc=cases(), extra=st.sampled_from(UNRELATED))
+def test_adding_an_unrelated_diagnosis_changes_no_line(kb, doc, extra):
+    before = decide(kb, doc, missing=False)
+    doc["diagnoses"].append({"code": extra, "text": "unrelated"})
+    after = decide(kb, doc, missing=False)
+    assert _signature(before) == _signature(after)
+
+
+PROFESSIONAL = {
+    "member_of_surgical_team": ("professional_on_surgical_team", [True, False]),
+    "real_time": ("professional_real_time", [True, False]),
+    "concurrent_cases": ("professional_concurrent_cases", [1, 2, 3]),
+}
+
+
+@FAST
+@given(doc=cases(), field=st.sampled_from(sorted(PROFESSIONAL)), data=st.data())
+def test_documenting_a_required_fact_never_leaves_it_documentation_insufficient(kb, doc, field, data):
+    pred, values = PROFESSIONAL[field]
+    doc["monitoring"]["professional"][field] = data.draw(st.sampled_from(values))
+    out = decide(kb, doc, missing=False)
+    for line in out["lines"]:
+        for f in line["findings"]:
+            if f["determination"] != "documentation_insufficient":
+                continue
+            for node in walk(f["proof"]):
+                if node["node"] == "absent":
+                    negated = node["atom"][len("not "):].split("(")[0]
+                    assert pred not in kb.depends_on(negated), (field, f["rule"])
+
+
+@FAST
+@given(doc=cases(spine_only=True), shift=st.integers(1, 12))
+def test_moving_every_operated_level_cranially_never_removes_cord_risk(kb, doc, shift):
+    from ionm_logic.case import parse_case
+    from ionm_logic.decide import explain_with_basis
+    from strategies import LEVELS
+
+    def cord_at_risk(d):
+        _out, basis = explain_with_basis(kb, parse_case(json.dumps(d)), missing=False)
+        return any(n["atom"] == "structure_at_risk(case, spinal_cord)" for n in basis)
+
+    moved = copy.deepcopy(doc)
+    moved["procedure"]["levels"] = sorted({LEVELS[max(0, LEVELS.index(l) - shift)] for l in doc["procedure"]["levels"]},
+                                          key=LEVELS.index)
+    if cord_at_risk(doc):
+        assert cord_at_risk(moved)

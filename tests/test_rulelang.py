@@ -146,3 +146,39 @@ def test_every_shipped_rule_is_safe(kb):
     for rule in kb.rules:
         bound = rule.positive_variables()
         assert set(rule.head.variables()) <= bound, rule.id
+
+
+PACK = """
+#pred policy_pack(Pack, Title) :: '@(Pack) is @(Title)'.
+#pred policy_version(Pack, Version, Starts) :: '@(Pack) @(Version) from @(Starts)'.
+#pred policy_version_ends(Pack, Version, Ends) :: '@(Pack) @(Version) until @(Ends)'.
+#pred determination_precedence(Pack, Determination, Rank) :: '@(Pack) ranks @(Determination) @(Rank)'.
+#finding f(Case, Line, Determination) :: '@(Line) is @(Determination)'.
+policy_pack("p", "P").
+"""
+RANKS = "".join(f'determination_precedence("p", {d}, {i}).\n' for i, d in enumerate(
+    ["not_separately_reimbursable", "requirements_not_met", "documentation_insufficient",
+     "not_medically_necessary", "insufficient_evidence", "medically_necessary"], 1))
+
+
+def test_precedence_must_order_every_determination():
+    messages = [e.message for e in errors(PACK + 'determination_precedence("p", medically_necessary, 1).\n')]
+    assert any("the precedence does not order not_separately_reimbursable" in m for m in messages)
+
+
+def test_findings_must_conclude_a_determination_of_the_vocabulary():
+    text = PACK + RANKS + "@rule F1\n@cites src\n@text 'x'\nf(C, L, probably_fine) :- q(C, L).\n"
+    assert any("must be one of" in e.message for e in errors(text))
+
+
+def test_overlapping_version_windows_are_errors():
+    text = PACK + RANKS + ('policy_version("p", "a", "2020-01-01").\npolicy_version("p", "b", "2021-01-01").\n'
+                           'policy_version_ends("p", "a", "2021-06-30").\n')
+    assert any("overlapping version b" in e.message for e in errors(text))
+    same_day = PACK + RANKS + 'policy_version("p", "a", "2020-01-01").\npolicy_version("p", "b", "2020-01-01").\n'
+    assert any("start on the same day" in e.message for e in errors(same_day))
+
+
+def test_defined_but_unused_predicates_are_warnings():
+    warnings = [p for p in problems_of("r(a).\n") if p.level == "warning"]
+    assert any("r is defined but no rule uses it" in w.message for w in warnings)
