@@ -150,7 +150,9 @@ def test_rules_option_adds_a_pack(tmp_path):
         '#citation lenient-policy {title: "Lenient", year: 2021, source: "test", evidence_level: "policy"}.\n'
         'policy_pack("lenient", "A pack that finds EMG in spine necessary").\n'
         'policy_version("lenient", "v1", "2021-01-01").\n'
-        'determination_precedence("lenient", medically_necessary, 1).\n'
+        + "".join(f'determination_precedence("lenient", {d}, {i}).\n' for i, d in enumerate(
+            ["not_separately_reimbursable", "requirements_not_met", "documentation_insufficient",
+             "not_medically_necessary", "insufficient_evidence", "medically_necessary"], 1)) +
         '@rule LENIENT-EMG\n@cites lenient-policy\n@text \'EMG in spine is necessary here\'\n'
         'modality_line_finding(Case, Line, medically_necessary) :- applies_policy(Case, "lenient", V),\n'
         '    line_modality(Case, Line, Modality), primary_pathway(Modality, nerve_roots), spinal_procedure(Case).\n')
