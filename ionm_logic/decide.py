@@ -148,14 +148,14 @@ def explain_with_basis(kb, case: Case, *, payer: Optional[str] = None, as_of: Op
     pointers = pointer_map(case_facts(case, CASE_KEY, chosen.pack, chosen.version))
     line_ids = [line_id(i) for i in range(len(case.services))]
     with kb.case_facts(list(pointers)):
-        prover = Prover(kb, CASE_KEY, pointers)
+        prover = Prover(kb, CASE_KEY, pointers, chosen.pack)
         ev = collect(kb, rules, prover.table, CASE_KEY)
         for d in itertools.chain(*ev.findings.values(), *ev.considerations.values(), ev.observations):
             d.proof = prover.derivation_node(d.rule, d.env)
         for pred in BASIS_PREDICATES:
-            for values in kb.values(pred, CASE_KEY, *([None] * (kb.decls[pred].arity - 1))):
+            for values in prover.derived(pred, CASE_KEY):
                 ev.basis.append(prover.prove(pred, values))
-        modalities = {line: m for _c, line, m in kb.values("line_modality", CASE_KEY, None, None)}
+        modalities = {line: m for _c, line, m in prover.derived("line_modality", CASE_KEY)}
         heads = {line: headline(ev.findings.get(line, []), ranks) for line in line_ids}
         gaps = missing_documentation(kb, case, chosen, set(pointers), ev, rules, heads) if missing else {}
     lines = []

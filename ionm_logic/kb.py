@@ -33,6 +33,8 @@ class RulesError(Exception):
 
 
 _CACHE_VERSION = 1
+# Predicates a report shows besides findings (the anatomical basis, each line's modality).
+REPORT_BASIS = ("line_modality", "last_cord_level", "most_cranial_operated_level", "structure_at_risk")
 
 
 def _cache_path(digest: str) -> Optional[Path]:
@@ -192,7 +194,6 @@ class KnowledgeBase:
         self._global_tables = {}
         self.proof_memo = {}  # proofs of atoms no case fact reaches, shared by all cases
         self._rule_queries = {}
-        self._case_query = None
         self._closure = {}
         self._answers = {}  # answers of predicates no case fact reaches
         self._logic = None
@@ -237,16 +238,22 @@ class KnowledgeBase:
             _add_clause(witness, [self._compile_item(item) for item in ordered])
             head = pyEngine.Literal(_pyname(rule.head.pred), [self._term(a) for a in rule.head.args])
             _add_clause(head, [pyEngine.Literal(f"ionm_rule_{rule.index}", list(variables))])
-        # One predicate that unions the witnesses of every case-dependent rule, padded to one
-        # width: asking it once evaluates them all in one pass, sharing tabled subgoals, where
-        # asking rule by rule would recompute shared subgoals on every ask.
-        dependent = [r for r in self.rules if r.head.pred in self.case_dependent]
-        self._width = max((len(r.variables()) for r in dependent), default=0)
-        for rule in dependent:
-            variables = [pyEngine.Var(v) for v in rule.variables()]
-            padding = [pyEngine.Term_of(encode(""))] * (self._width - len(variables))
-            head = pyEngine.Literal("ionm_case_witness", [pyEngine.Term_of(rule.index), *variables, *padding])
-            _add_clause(head, [pyEngine.Literal(f"ionm_rule_{rule.index}", list(variables))])
+        # Per pack, one predicate that unions the witnesses of every case-dependent rule a
+        # decision under that pack can use, padded to one width: asking it once evaluates them
+        # all in one pass, sharing tabled subgoals, where asking rule by rule would recompute
+        # shared subgoals on every ask.
+        self._width = max((len(r.variables()) for r in self.rules), default=0)
+        self._pack_rules = {}
+        packs = sorted({f.atom.args[0].value for f in self.facts if f.atom.pred == "policy_pack"})
+        for number, pack in enumerate(packs):
+            name = f"ionm_case_witness_{number}"
+            chosen = self.pack_rules(pack)
+            self._pack_rules[pack] = (name, chosen)
+            for rule in chosen:
+                variables = [pyEngine.Var(v) for v in rule.variables()]
+                padding = [pyEngine.Term_of(encode(""))] * (self._width - len(variables))
+                head = pyEngine.Literal(name, [pyEngine.Term_of(rule.index), *variables, *padding])
+                _add_clause(head, [pyEngine.Literal(f"ionm_rule_{rule.index}", list(variables))])
         self._logic = Logic(True)
         self._thread = threading.get_ident()
 
@@ -265,7 +272,6 @@ class KnowledgeBase:
         if current is not self._logic or self._thread != threading.get_ident():
             self._global_tables.clear()
             self._rule_queries.clear()
-            self._case_query = None
             self._compile()
 
     # --- queries ------------------------------------------------------------------
@@ -305,19 +311,40 @@ class KnowledgeBase:
             self._global_tables[rule.index] = rows
         return rows
 
-    def case_tables(self) -> dict:
-        """The witness table of every case-dependent rule for the facts asserted now, in one ask."""
+    def pack_rules(self, pack: str) -> list:
+        """The case-dependent rules a decision under `pack` can use: the pack's report rules,
+        the anatomy and line predicates a report shows, and every rule they depend on, less the
+        rules gated to another pack."""
+        wanted = {r.head.pred for r in self.report_rules(pack)} | set(REPORT_BASIS)
+        preds = set().union(*(self.depends_on(p) for p in wanted))
+        return [r for r in self.rules if r.head.pred in preds and r.head.pred in self.case_dependent
+                and self._gate(r) in (None, pack)]
+
+    def case_tables(self, pack: str) -> dict:
+        """The witness table of every rule `pack_rules(pack)` names, for the facts asserted now,
+        in one ask."""
         self._activate()
-        if self._case_query is None:
-            self._case_query = pyEngine.Literal("ionm_case_witness", [pyEngine.Var(f"W{i}") for i in range(self._width + 1)])
-        tables = {rule.index: [] for rule in self.rules if rule.head.pred in self.case_dependent}
-        for row in self._case_query.ask() or ():
+        name, rules = self._pack_rules[pack]
+        query = self._rule_queries.get(name)
+        if query is None:
+            query = self._rule_queries[name] = pyEngine.Literal(name, [pyEngine.Var(f"W{i}") for i in range(self._width + 1)])
+        tables = {rule.index: [] for rule in rules}
+        for row in query.ask() or ():
             index = row[0]
             width = len(self.rules[index].variables())
             tables[index].append(tuple(decode(v) for v in row[1:1 + width]))
         for index, rows in tables.items():
             tables[index] = sorted(set(rows), key=sort_key)
         return tables
+
+    @staticmethod
+    def _gate(rule):
+        """The pack a rule's applies_policy(...) literal names, if any."""
+        for item in rule.body:
+            if (isinstance(item, Literal) and not item.negated and item.atom.pred == "applies_policy"
+                    and isinstance(item.atom.args[1], Const)):
+                return item.atom.args[1].value
+        return None
 
     def depends_on(self, pred: str) -> set:
         """Every predicate `pred` is derived from, itself included."""
@@ -343,10 +370,7 @@ class KnowledgeBase:
         for rule in self.rules:
             if self.decls[rule.head.pred].role not in ("finding", "consideration", "observation"):
                 continue
-            gates = {i.atom.args[1].value for i in rule.body
-                     if isinstance(i, Literal) and not i.negated and i.atom.pred == "applies_policy"
-                     and isinstance(i.atom.args[1], Const)}
-            if not gates or gates == {pack}:
+            if self._gate(rule) in (None, pack):
                 out.append(rule)
         return out
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+from .kb import sort_key
 from .rulelang import Comparison, Const, Literal, Var, render_atom, render_value
 
 _OP_SPELLING = {"<": "<", "<=": "=<", ">": ">", ">=": ">=", "==": "=", "!=": "!="}
@@ -60,8 +61,9 @@ def ground(args, env) -> tuple:
 class Prover:
     """Proofs and rule witnesses for one case loaded in the knowledge base."""
 
-    def __init__(self, kb, case_key, pointers: dict):
+    def __init__(self, kb, case_key, pointers: dict, pack: str):
         self.kb = kb
+        self.pack = pack
         self.case_key = case_key
         self.pointers = pointers  # (pred, values) -> JSON pointer
         self.tables = {}
@@ -71,9 +73,12 @@ class Prover:
     def table(self, rule) -> list:
         if rule.head.pred not in self.kb.case_dependent:
             return self.kb.rule_table(rule)
-        if not self.tables:
-            self.tables = self.kb.case_tables()
-        return self.tables[rule.index]
+        if not self.tables and self.pack is not None:
+            self.tables = self.kb.case_tables(self.pack)
+        rows = self.tables.get(rule.index)
+        if rows is None:  # a rule outside the pack's set, e.g. asked for by a query
+            rows = self.tables[rule.index] = self.kb.rule_table(rule)
+        return rows
 
     def derivations(self, rule):
         """(head values, witness environment) for every witness of the rule, least first."""
@@ -81,6 +86,12 @@ class Prover:
         for row in self.table(rule):
             env = dict(zip(names, row))
             yield ground(rule.head.args, env), env
+
+    def derived(self, pred: str, key) -> list:
+        """Every tuple of `pred` for this case, read off the rule tables, least first."""
+        found = {values for rule in self.kb.rules_by_head.get(pred, ())
+                 for values, _env in self.derivations(rule) if values[0] == key}
+        return sorted(found, key=sort_key)
 
     def witnesses(self, rule, values):
         env = bind(rule.head.args, values)

@@ -24,7 +24,7 @@ def run_query(kb, text: str, case=None, why: bool = False, source: str = ""):
         raise InputError([("", f"unknown predicate {atom.pred}; it is not declared in the rules")])
     if len(atom.args) != decl.arity:
         raise InputError([("", f"{atom.pred} takes {decl.arity} argument(s): {atom.pred}({', '.join(decl.params)})")])
-    facts, pointers = [], {}
+    facts, pointers, chosen = [], {}, None
     if case is not None:
         check_vocabulary(case, kb, source)
         chosen = policies.select(kb, case.payer, case.date_of_service)
@@ -40,7 +40,7 @@ def run_query(kb, text: str, case=None, why: bool = False, source: str = ""):
     context = kb.case_facts(list(pointers)) if case is not None else nullcontext()
     rows, proofs = [], []
     with context:
-        prover = Prover(kb, CASE_KEY, pointers)
+        prover = Prover(kb, CASE_KEY, pointers, chosen.pack if case is not None else None)
         for values in kb.ask(atom.pred, pattern):
             env, ok = {}, True
             for arg, value in zip(atom.args, values):
