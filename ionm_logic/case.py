@@ -280,15 +280,18 @@ UNDOCUMENTED_CANDIDATES = (
     (("monitoring", "technologist_in_room"), (True, False)),
     (("monitoring", "professional", "member_of_surgical_team"), (True, False)),
     (("monitoring", "professional", "real_time"), (True, False)),
-    (("monitoring", "professional", "concurrent_cases"), (1, 2, 3, 4)),
+    (("monitoring", "professional", "concurrent_cases"), None),  # 1, and each limit and one past it
     (("monitoring", "report", "findings"), ("normal", "changes")),
 )
 
 
-def undocumented_fields(case: Case) -> list:
-    """(path, candidate values) of every nullable field the case leaves undocumented."""
+def undocumented_fields(case: Case, count_limits=()) -> list:
+    """(path, candidate values) of every nullable field the case leaves undocumented. Case
+    counts are tried at 1 and at each limit the rules compare with, and one past it."""
+    counts = tuple(sorted({1} | {n for limit in count_limits for n in (limit, limit + 1) if n >= 1}))
     out = []
     for path, candidates in UNDOCUMENTED_CANDIDATES:
+        candidates = counts if candidates is None else candidates
         obj = case
         for part in path:
             obj = getattr(obj, part)

@@ -26,6 +26,7 @@ def check_files(files: list) -> list:
     _check_stratified(files, problems)
     _check_usage(files, decls, defined, problems)
     _check_report_predicates(files, decls, problems)
+    _check_case_first(files, decls, problems)
     _check_packs(files, problems)
     return sorted(set(problems), key=lambda p: (_file_order(files, p.file), p.line, p.message))
 
@@ -235,6 +236,37 @@ def _check_usage(files, decls, defined, problems):
               and name not in READ_BY_PROGRAM):
             problems.append(Problem(decl.file, decl.line, "warning",
                                     f"{name} is defined but no rule uses it and ionm-logic does not read it"))
+
+
+def case_dependent(files, decls) -> set:
+    """Predicates derived, directly or not, from case facts."""
+    dependent = {name for name, d in decls.items() if d.role == "case"}
+    changed = True
+    while changed:
+        changed = False
+        for rf in files:
+            for rule in rf.rules:
+                if rule.head.pred not in dependent and any(
+                        isinstance(i, Literal) and i.atom.pred in dependent for i in rule.body):
+                    dependent.add(rule.head.pred)
+                    changed = True
+    return dependent
+
+
+def _check_case_first(files, decls, problems):
+    """A predicate derived from case facts takes the case as its first argument: one case's
+    facts are then found, and evaluated, by that argument."""
+    dependent = case_dependent(files, decls)
+    for name in sorted(dependent):
+        decl = decls.get(name)
+        if decl is not None and decl.role != "case" and (not decl.params or decl.params[0] != "Case"):
+            problems.append(Problem(decl.file, decl.line, "error",
+                                    f"{name} is derived from case facts, so its first argument must be Case"))
+    for rf in files:
+        for rule in rf.rules:
+            if rule.head.pred in dependent and (not rule.head.args or not isinstance(rule.head.args[0], Var)):
+                problems.append(Problem(rf.path, rule.line, "error",
+                                        f"{rule.id or 'rule'}: the head of {rule.head.pred} must start with the Case variable"))
 
 
 def _check_report_predicates(files, decls, problems):

@@ -67,6 +67,53 @@ def explain(case_file, payer, as_of, fmt, detail, rule_dirs):
 
 
 @main.command()
+@click.argument("source", metavar="CASES.jsonl|DIR", type=click.Path(exists=True))
+@click.option("-o", "--output", type=click.Path(), help="Write records here instead of standard output.")
+@click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes (output is the same for any number).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("--payer", help="Policy pack for every case (overrides each case's payer).")
+@click.option("--as-of", help="Decide every case under the version in force on this date.")
+@RULES_OPTION
+def batch(source, output, jobs, fmt, payer, as_of, rule_dirs):
+    """Decide every case of a JSON-lines file or a folder of case files, in order.
+
+    One output record per input record: a determination, or an ionm-logic/error/v1 record for
+    a case that cannot be decided (the others still run). A summary goes to standard error."""
+    from pathlib import Path
+
+    from . import batch as batching
+
+    api.parse_date(as_of)
+    api.knowledge_base(rule_dirs)  # bad --rules stop here, before any output
+    path = Path(source)
+    options = batching.Options(payer=payer, as_of=as_of, rule_dirs=tuple(rule_dirs), fmt=fmt)
+    records = batching.read_records(path)
+    stream = open(output, "w", encoding="utf-8", newline="") if output else click.get_text_stream("stdout")
+    bar = None
+    try:
+        if sys.stderr.isatty():
+            bar = click.progressbar(length=batching.count_records(path), label="deciding", file=sys.stderr)
+            bar.__enter__()
+        summary = batching.run(records, stream, options, jobs=jobs, progress=bar.update if bar else None)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: every record written so far is complete", err=True)
+        sys.exit(130)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+        if output:
+            stream.close()
+    headers, rows = batching.summary_rows(summary)
+    if rows:
+        click.echo(tabulate(rows, headers=headers), err=True)
+    click.echo(f"{summary.records} record(s), {summary.records - summary.errors} decided, "
+               f"{summary.errors} error(s)", err=True)
+    if summary.internal:
+        sys.exit(1)
+
+
+@main.command()
 def schema():
     """Print the JSON Schema of case files (ionm-logic/case/v1)."""
     click.echo(json.dumps(json_schema(), indent=2))

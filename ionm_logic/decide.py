@@ -83,6 +83,11 @@ def precedence(kb, pack: str) -> dict:
     return {det: rank for _p, det, rank in kb.values("determination_precedence", pack, None, None)}
 
 
+def count_limits(kb) -> list:
+    """The case-count limits the packs compare against (max_concurrent_cases)."""
+    return sorted({n for _p, n in kb.values("max_concurrent_cases", None, None)})
+
+
 def _rank_min(dets, ranks: dict) -> str:
     dets = list(dets)
     if not dets:
@@ -138,8 +143,9 @@ def explain(kb, case: Case, **options) -> dict:
 
 
 def explain_with_basis(kb, case: Case, *, payer: Optional[str] = None, as_of: Optional[datetime.date] = None,
-                       missing: bool = True, source: str = "") -> tuple:
-    """The determination/v1 object, and the proofs of the case's anatomical basis for reports."""
+                       missing: bool = True, proofs: bool = True, source: str = "") -> tuple:
+    """The determination/v1 object, and the proofs of the case's anatomical basis for reports.
+    `proofs=False` (benchmarks only) leaves every proof out: not a determination/v1 object."""
     check_vocabulary(case, kb, source)
     chosen = policies.select(kb, payer or case.payer, as_of or case.date_of_service,
                              pack_pointer="/payer", date_pointer="/date_of_service")
@@ -150,11 +156,12 @@ def explain_with_basis(kb, case: Case, *, payer: Optional[str] = None, as_of: Op
     with kb.case_facts(list(pointers)):
         prover = Prover(kb, CASE_KEY, pointers, chosen.pack)
         ev = collect(kb, rules, prover.table, CASE_KEY)
-        for d in itertools.chain(*ev.findings.values(), *ev.considerations.values(), ev.observations):
-            d.proof = prover.derivation_node(d.rule, d.env)
-        for pred in BASIS_PREDICATES:
-            for values in prover.derived(pred, CASE_KEY):
-                ev.basis.append(prover.prove(pred, values))
+        if proofs:
+            for d in itertools.chain(*ev.findings.values(), *ev.considerations.values(), ev.observations):
+                d.proof = prover.derivation_node(d.rule, d.env)
+            for pred in BASIS_PREDICATES:
+                for values in prover.derived(pred, CASE_KEY):
+                    ev.basis.append(prover.prove(pred, values))
         modalities = {line: m for _c, line, m in prover.derived("line_modality", CASE_KEY)}
         heads = {line: headline(ev.findings.get(line, []), ranks) for line in line_ids}
         gaps = missing_documentation(kb, case, chosen, set(pointers), ev, rules, heads) if missing else {}
@@ -220,7 +227,7 @@ def missing_documentation(kb, case: Case, chosen, base: set, ev: Evaluation, rul
 
     Runs while the case's own facts are asserted: each variant asserts and retracts only the
     facts it changes, and re-asks only the finding rules that depend on them."""
-    fields = undocumented_fields(case)
+    fields = undocumented_fields(case, count_limits(kb))
     if not fields:
         return {}
     ranks = precedence(kb, chosen.pack)
@@ -230,40 +237,63 @@ def missing_documentation(kb, case: Case, chosen, base: set, ev: Evaluation, rul
         base_heads[d.rule.index].append(d.values)
     base_findings = {line: {(d.rule.id, d.values[2]) for d in ev.findings.get(line, [])} for line in heads}
 
-    def decide_with(assignments):
+    def delta(assignments):
         variant = {(f.pred, f.values) for f in case_facts(with_documented(case, assignments), CASE_KEY,
                                                              chosen.pack, chosen.version)}
         add, remove = variant - base, base - variant
-        changed = {pred for pred, _v in add | remove}
+        return add, remove, add | remove
+
+    def heads_of(rule, rows):
+        names = rule.variables()
+        return [ground(rule.head.args, dict(zip(names, row))) for row in rows]
+
+    def per_line_of(rule_heads):
         per_line = {line: set() for line in heads}
-        with kb.fact_delta(add, remove):
-            for rule in finding_rules:
-                if kb.rule_depends_on(rule, changed):
-                    names = rule.variables()
-                    found = [ground(rule.head.args, dict(zip(names, row))) for row in kb.rule_table(rule)]
-                else:
-                    found = base_heads[rule.index]
-                for values in found:
-                    if values[0] == CASE_KEY and values[1] in per_line:
-                        per_line[values[1]].add((rule.id, values[2]))
+        for rule in finding_rules:
+            for values in rule_heads.get(rule.index, base_heads[rule.index]):
+                if values[0] == CASE_KEY and values[1] in per_line:
+                    per_line[values[1]].add((rule.id, values[2]))
         return per_line
+
+    def evaluate_rules(rules_to_ask, add, remove):
+        if not rules_to_ask:
+            return {}
+        with kb.fact_delta(add, remove):
+            tables = kb.tables_for(rules_to_ask)
+        return {rule.index: heads_of(rule, tables[rule.index]) for rule in rules_to_ask}
 
     def headlines(per_line):
         return {line: _rank_min((det for _r, det in found), ranks) for line, found in per_line.items()}
 
-    singles, moving = {}, []
+    # Singles: re-ask only the finding rules that depend on the facts a value changes.
+    singles, single_heads, changed_by, moving = {}, {}, {}, []
     for path, candidates in fields:
         moved = False
         for value in candidates:
-            per_line = decide_with([(path, value)])
+            add, remove, changed = delta([(path, value)])
+            touched = kb.touched_predicates(changed)
+            affected = [rule for rule in finding_rules if kb.rule_touched(rule, changed, touched)]
+            rule_heads = evaluate_rules(affected, add, remove)
+            per_line = per_line_of(rule_heads)
             singles[(path, value)] = headlines(per_line)
+            single_heads[(path, value)] = rule_heads
+            changed_by[(path, value)] = {rule.index for rule in affected}
             moved = moved or per_line != base_findings
         if moved:
             moving.append((path, candidates))
+    # Pairs: a rule that depends on neither field keeps its base answer and one that depends
+    # on one of them keeps that single's answer (Datalog: a rule's answers depend only on the
+    # facts it depends on); only rules depending on both are asked again.
     pairs = {}
     for (p1, c1), (p2, c2) in itertools.combinations(moving, 2):
         for v1, v2 in itertools.product(c1, c2):
-            pairs[((p1, v1), (p2, v2))] = headlines(decide_with([(p1, v1), (p2, v2)]))
+            both = [rule for rule in finding_rules
+                    if rule.index in changed_by[(p1, v1)] and rule.index in changed_by[(p2, v2)]]
+            rule_heads = {**single_heads[(p1, v1)], **single_heads[(p2, v2)]}
+            if both:
+                add, remove, _changed = delta([(p1, v1), (p2, v2)])
+                rule_heads.update(evaluate_rules(both, add, remove))
+            pairs[((p1, v1), (p2, v2))] = headlines(per_line_of(rule_heads))
 
     out = {}
     for line in heads:
@@ -299,6 +329,8 @@ def citations_used(kb, result: dict, extra_nodes: list = ()) -> dict:
     keys = set()
 
     def walk(node):
+        if node is None:
+            return
         keys.update(node.get("citations") or [])
         for child in node.get("children") or []:
             walk(child)
@@ -312,6 +344,7 @@ def citations_used(kb, result: dict, extra_nodes: list = ()) -> dict:
         walk(item["proof"])
     for node in extra_nodes:
         walk(node)
+    keys.discard(None)
     out = {}
     for key in sorted(keys):
         record = dict(kb.citations[key].fields)

@@ -195,6 +195,7 @@ class KnowledgeBase:
         self.proof_memo = {}  # proofs of atoms no case fact reaches, shared by all cases
         self._rule_queries = {}
         self._closure = {}
+        self._unions = {}
         self._answers = {}  # answers of predicates no case fact reaches
         self._logic = None
         self._thread = None
@@ -249,11 +250,7 @@ class KnowledgeBase:
             name = f"ionm_case_witness_{number}"
             chosen = self.pack_rules(pack)
             self._pack_rules[pack] = (name, chosen)
-            for rule in chosen:
-                variables = [pyEngine.Var(v) for v in rule.variables()]
-                padding = [pyEngine.Term_of(encode(""))] * (self._width - len(variables))
-                head = pyEngine.Literal(name, [pyEngine.Term_of(rule.index), *variables, *padding])
-                _add_clause(head, [pyEngine.Literal(f"ionm_rule_{rule.index}", list(variables))])
+            self._add_union(name, chosen)
         self._logic = Logic(True)
         self._thread = threading.get_ident()
 
@@ -272,6 +269,7 @@ class KnowledgeBase:
         if current is not self._logic or self._thread != threading.get_ident():
             self._global_tables.clear()
             self._rule_queries.clear()
+            self._unions.clear()
             self._compile()
 
     # --- queries ------------------------------------------------------------------
@@ -314,25 +312,54 @@ class KnowledgeBase:
     def pack_rules(self, pack: str) -> list:
         """The case-dependent rules a decision under `pack` can use: the pack's report rules,
         the anatomy and line predicates a report shows, and every rule they depend on, less the
-        rules gated to another pack."""
+        rules gated to another pack (whose bodies are not followed either)."""
+        usable = [r for r in self.rules if self._gate(r) in (None, pack)]
+        by_head = {}
+        for rule in usable:
+            by_head.setdefault(rule.head.pred, []).append(rule)
         wanted = {r.head.pred for r in self.report_rules(pack)} | set(REPORT_BASIS)
-        preds = set().union(*(self.depends_on(p) for p in wanted))
-        return [r for r in self.rules if r.head.pred in preds and r.head.pred in self.case_dependent
-                and self._gate(r) in (None, pack)]
+        todo = list(wanted)
+        while todo:
+            for rule in by_head.get(todo.pop(), ()):
+                for item in rule.body:
+                    if isinstance(item, Literal) and item.atom.pred not in wanted:
+                        wanted.add(item.atom.pred)
+                        todo.append(item.atom.pred)
+        return [r for r in usable if r.head.pred in wanted and r.head.pred in self.case_dependent]
 
-    def case_tables(self, pack: str) -> dict:
-        """The witness table of every rule `pack_rules(pack)` names, for the facts asserted now,
-        in one ask."""
+    def case_tables(self, pack: str, case_key: str = "case") -> dict:
+        """The witness table of every rule `pack_rules(pack)` names, for one case's facts, in
+        one ask."""
+        return self.tables_for(self._pack_rules[pack][1], self._pack_rules[pack][0], case_key)
+
+    def _add_union(self, name: str, rules: list) -> None:
+        """name(RuleIndex, Case, Witness..., padding) for each rule: asked with Case bound, the
+        binding reaches every rule body, so each subgoal is called in one pattern and tabled
+        once (a rule derived from case facts takes Case as its first argument)."""
+        for rule in rules:
+            variables = [pyEngine.Var(v) for v in rule.variables()]
+            padding = [pyEngine.Term_of(encode(""))] * (self._width - len(variables))
+            head = pyEngine.Literal(name, [pyEngine.Term_of(rule.index), self._term(rule.head.args[0]),
+                                           *variables, *padding])
+            _add_clause(head, [pyEngine.Literal(f"ionm_rule_{rule.index}", list(variables))])
+
+    def tables_for(self, rules: list, name: Optional[str] = None, case_key: str = "case") -> dict:
+        """Witness tables of several case-dependent rules for one case, in one ask of a
+        predicate that unions them (made on first use for a new set of rules, then kept)."""
         self._activate()
-        name, rules = self._pack_rules[pack]
-        query = self._rule_queries.get(name)
-        if query is None:
-            query = self._rule_queries[name] = pyEngine.Literal(name, [pyEngine.Var(f"W{i}") for i in range(self._width + 1)])
+        key = tuple(r.index for r in rules)
+        if name is None:
+            name = self._unions.get(key)
+            if name is None:
+                name = self._unions[key] = f"ionm_union_{len(self._unions)}"
+                self._add_union(name, rules)
+        query = pyEngine.Literal(name, [pyEngine.Var("K"), pyEngine.Term_of(encode(case_key)),
+                                        *[pyEngine.Var(f"W{i}") for i in range(self._width)]])
         tables = {rule.index: [] for rule in rules}
         for row in query.ask() or ():
             index = row[0]
             width = len(self.rules[index].variables())
-            tables[index].append(tuple(decode(v) for v in row[1:1 + width]))
+            tables[index].append(tuple(decode(v) for v in row[2:2 + width]))
         for index, rows in tables.items():
             tables[index] = sorted(set(rows), key=sort_key)
         return tables
@@ -359,6 +386,44 @@ class KnowledgeBase:
                             todo.append(item.atom.pred)
             self._closure[pred] = closure
         return closure
+
+    def touched_predicates(self, facts) -> set:
+        """Derived predicates whose answers may change when the (pred, values) facts change: a
+        fact touches a rule only if it matches one of the rule's body literals, constants
+        included, and a touched predicate touches every rule that uses it."""
+        facts = list(facts)
+        touched = set()
+        for rule in self.rules:
+            for item in rule.body:
+                if isinstance(item, Literal) and any(
+                        pred == item.atom.pred and all(not isinstance(a, Const) or a.value == v
+                                                       for a, v in zip(item.atom.args, values))
+                        for pred, values in facts):
+                    touched.add(rule.head.pred)
+                    break
+        changed = True
+        while changed:
+            changed = False
+            for rule in self.rules:
+                if rule.head.pred not in touched and any(
+                        isinstance(i, Literal) and i.atom.pred in touched for i in rule.body):
+                    touched.add(rule.head.pred)
+                    changed = True
+        return touched
+
+    def rule_touched(self, rule, facts, touched: set) -> bool:
+        """Whether a rule's answers may change when `facts` change (`touched` from
+        touched_predicates(facts))."""
+        for item in rule.body:
+            if not isinstance(item, Literal):
+                continue
+            if item.atom.pred in touched:
+                return True
+            if any(pred == item.atom.pred and all(not isinstance(a, Const) or a.value == v
+                                                  for a, v in zip(item.atom.args, values))
+                   for pred, values in facts):
+                return True
+        return False
 
     def rule_depends_on(self, rule, preds: set) -> bool:
         return any(isinstance(i, Literal) and self.depends_on(i.atom.pred) & preds for i in rule.body)

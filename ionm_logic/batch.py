@@ -1,0 +1,219 @@
+"""Decide many cases: a JSON-lines file or a folder of case files, in order, in worker processes.
+
+Every input record gives exactly one output record, in input order: a determination/v1 object,
+or an ionm-logic/error/v1 record for a record that cannot be decided. Input is read and output
+written in windows, so memory does not grow with the input; each worker process holds one
+loaded knowledge base (pyDatalog keeps one per thread, and threads would share the GIL).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import multiprocessing
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional
+
+from .errors import InputError
+
+ERROR_SCHEMA = "ionm-logic/error/v1"
+CSV_COLUMNS = ["record", "case_id", "payer", "policy_version", "pointer", "code", "modality", "determination",
+               "rules", "overall", "error_pointer", "error"]
+
+
+@dataclass(frozen=True)
+class Record:
+    number: int            # 1-based line (JSON lines) or file ordinal (folder)
+    file: Optional[str]    # the case file, for folder input
+    raw: bytes
+
+
+@dataclass
+class Options:
+    payer: Optional[str] = None
+    as_of: Optional[str] = None
+    rule_dirs: tuple = ()
+    fmt: str = "jsonl"
+
+
+@dataclass
+class Outcome:
+    number: int
+    text: str                        # the output record(s), newline-terminated
+    tally: list = field(default_factory=list)  # (payer, code, determination) per line
+    error: bool = False
+    internal: bool = False
+
+
+def count_records(path: Path) -> int:
+    if path.is_dir():
+        return sum(1 for p in path.iterdir() if p.suffix == ".json" and p.is_file())
+    with open(path, "rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def read_records(path: Path) -> Iterator[Record]:
+    """Records lazily, in order: the non-blank lines of a JSON-lines file, or the *.json files of
+    a folder sorted by name."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix == ".json" and p.is_file())
+        for number, file in enumerate(files, 1):
+            try:
+                raw = file.read_bytes()
+            except OSError as exc:
+                raw = f"\0unreadable: {exc.strerror}".encode()
+            yield Record(number, file.name, raw)
+        return
+    with open(path, "rb") as fh:
+        for number, line in enumerate(fh, 1):
+            if line.strip():
+                yield Record(number, None, line.rstrip(b"\r\n"))
+
+
+def _case_id(raw: bytes):
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    value = doc.get("case_id") if isinstance(doc, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def error_record(record: Record, pointer: str, message: str) -> dict:
+    out = {"schema": ERROR_SCHEMA, "line": record.number}
+    if record.file is not None:
+        out["file"] = record.file
+    out["case_id"] = _case_id(record.raw)
+    out["error"] = {"pointer": pointer, "message": message}
+    return out
+
+
+_WORKER = {}
+
+
+def _init_worker(options: Options) -> None:
+    from .api import knowledge_base, parse_date
+
+    _WORKER["kb"] = knowledge_base(options.rule_dirs)
+    _WORKER["as_of"] = parse_date(options.as_of)
+    _WORKER["options"] = options
+
+
+def decide_record(record: Record) -> Outcome:
+    """One record's output; never raises for a bad record."""
+    from .api import explain_case
+    from .case import parse_case
+
+    options = _WORKER["options"]
+    try:
+        if record.raw.startswith(b"\0unreadable: "):
+            raise InputError([("", record.raw[1:].decode())])
+        case = parse_case(record.raw)
+        result, _basis = explain_case(_WORKER["kb"], case, payer=options.payer, as_of=_WORKER["as_of"])
+    except InputError as exc:
+        first = exc.first()
+        message = "; ".join(f"{p or '(document)'}: {m}" for p, m in exc.problems) if len(exc.problems) > 1 else first["message"]
+        return Outcome(record.number, _render_error(error_record(record, first["pointer"], message), options.fmt),
+                       error=True)
+    except Exception as exc:  # noqa: BLE001 - one broken record must not stop the batch
+        return Outcome(record.number, _render_error(error_record(record, "", f"internal error: {type(exc).__name__}: {exc}"),
+                                                    options.fmt), error=True, internal=True)
+    tally = [(result["payer"], line["code"], line["determination"]) for line in result["lines"]]
+    return Outcome(record.number, _render_result(record, result, options.fmt), tally)
+
+
+def _render_result(record: Record, result: dict, fmt: str) -> str:
+    if fmt == "jsonl":
+        return json.dumps(result, ensure_ascii=False, separators=(",", ":")) + "\n"
+    rows = []
+    for line in result["lines"]:
+        rows.append([record.number, result["case_id"], result["payer"], result["policy"]["version"], line["pointer"],
+                     line["code"], line["modality"] or "", line["determination"],
+                     ";".join(f["rule"] for f in line["findings"]), result["overall"]["determination"], "", ""])
+    return _csv(rows)
+
+
+def _render_error(record: dict, fmt: str) -> str:
+    if fmt == "jsonl":
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+    return _csv([[record["line"], record["case_id"] or "", "", "", "", "", "", "error", "", "",
+                  record["error"]["pointer"], record["error"]["message"]]])
+
+
+def _csv(rows) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
+
+
+def csv_header() -> str:
+    return _csv([CSV_COLUMNS])
+
+
+@dataclass
+class Summary:
+    records: int = 0
+    errors: int = 0
+    internal: int = 0
+    tally: Counter = field(default_factory=Counter)
+
+
+def run(records: Iterator[Record], out, options: Options, jobs: int = 1, window: int = 256,
+        progress=None) -> Summary:
+    """Decide every record and write each output record in input order. `out` is a text stream;
+    `progress(n)` is called after each window with the number of records it held."""
+    summary = Summary()
+    if options.fmt == "csv":
+        out.write(csv_header())
+    pool = None
+    try:
+        if jobs > 1:
+            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+            pool = multiprocessing.get_context(method).Pool(jobs, initializer=_init_worker, initargs=(options,))
+        else:
+            _init_worker(options)
+        batch = []
+        for record in records:
+            batch.append(record)
+            if len(batch) >= window * max(jobs, 1):
+                _flush(batch, pool, out, summary, progress)
+                batch = []
+        if batch:
+            _flush(batch, pool, out, summary, progress)
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    return summary
+
+
+def _flush(batch, pool, out, summary, progress) -> None:
+    results = pool.imap(decide_record, batch, chunksize=max(1, len(batch) // (4 * pool._processes))) \
+        if pool is not None else map(decide_record, batch)
+    for outcome in results:
+        out.write(outcome.text)
+        summary.records += 1
+        summary.errors += outcome.error
+        summary.internal += outcome.internal
+        summary.tally.update(outcome.tally)
+    out.flush()
+    if progress is not None:
+        progress(len(batch))
+
+
+def summary_rows(summary: Summary):
+    """(headers, rows) of headline counts by payer and code."""
+    from .checks import DETERMINATIONS
+
+    heads = list(DETERMINATIONS) + ["undetermined"]
+    used = [h for h in heads if any(k[2] == h for k in summary.tally)]
+    keys = sorted({(p, c) for p, c, _d in summary.tally})
+    rows = [[p, c] + [summary.tally[(p, c, h)] for h in used] for p, c in keys]
+    return ["payer", "code"] + used, rows
+
+
+def default_jobs() -> int:
+    return max(1, min(os.cpu_count() or 1, 4))
