@@ -12,7 +12,7 @@ from .errors import InputError
 from .kb import KnowledgeBase
 from .report import build, render_markdown, render_text
 
-FORMATS = ("text", "json", "markdown")
+FORMATS = ("text", "json", "markdown", "html", "dot")
 
 _KB_CACHE = {}
 
@@ -65,9 +65,17 @@ def to_json(result: dict) -> str:
     return json.dumps(result, indent=2, ensure_ascii=False) + "\n"
 
 
-def render(kb, case, result: dict, basis: list, fmt: str, detail: str = "short") -> str:
+def render(kb, case, result: dict, basis: list, fmt: str, detail: str = "short", line: Optional[str] = None) -> str:
     if fmt == "json":
         return to_json(result)
+    if fmt == "html":
+        from .render_html import render_html
+
+        return render_html(result, basis, kb, case)
+    if fmt == "dot":
+        from .render_dot import render_dot
+
+        return render_dot(result, line)
     sections = build(result, basis, kb, case, detail)
     if fmt == "markdown":
         return render_markdown(sections)

@@ -56,14 +56,47 @@ def main():
               help="Report format.")
 @click.option("--detail", type=click.Choice(["short", "full"]), default="short", show_default=True,
               help="full prints every finding's proof tree in the report.")
+@click.option("--line", "line_code", metavar="CODE", help="With --format dot: only this line's proofs (a code or /services/N).")
+@click.option("--why-not", "why_not_target", metavar="CODE=DETERMINATION",
+              help="Explain why a line did not get a determination: each rule's nearest miss.")
 @RULES_OPTION
-def explain(case_file, payer, as_of, fmt, detail, rule_dirs):
+def explain(case_file, payer, as_of, fmt, detail, line_code, why_not_target, rule_dirs):
     """Decide every IONM line of CASE.json and explain each decision."""
     day = api.parse_date(as_of)
     kb = api.knowledge_base(rule_dirs)
     case = api.read_case(case_file)
+    if why_not_target:
+        from . import whynot
+
+        report = whynot.why_not(kb, case, why_not_target, payer=payer, as_of=day, source=case_file)
+        click.echo(api.to_json(report) if fmt == "json" else whynot.render_text(report), nl=False)
+        return
     result, basis = api.explain_case(kb, case, payer=payer, as_of=day, source=case_file)
-    click.echo(api.render(kb, case, result, basis, fmt, detail), nl=False)
+    click.echo(api.render(kb, case, result, basis, fmt, detail, line_code), nl=False)
+
+
+@main.command()
+@click.argument("case_file", metavar="CASE.json")
+@click.option("--payer", "payers", multiple=True, help="Give twice: the two policy packs to compare.")
+@click.option("--as-of", "dates", multiple=True, help="Give twice: the two dates to compare.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@RULES_OPTION
+def diff(case_file, payers, dates, fmt, rule_dirs):
+    """Compare one case's decisions under two payers (--payer A --payer B) or two dates."""
+    from . import diff as diffing
+
+    if not ((len(payers) == 2 and len(dates) <= 1) or (len(dates) == 2 and len(payers) <= 1)):
+        raise InputError([("", "give --payer twice or --as-of twice (the other at most once)")])
+    kb = api.knowledge_base(rule_dirs)
+    case = api.read_case(case_file)
+    if len(payers) == 2:
+        day = api.parse_date(dates[0]) if dates else None
+        sides = [(p, dict(payer=p, as_of=day)) for p in payers]
+    else:
+        sides = [(d, dict(payer=payers[0] if payers else None, as_of=api.parse_date(d))) for d in dates]
+    results = [api.explain_case(kb, case, source=case_file, **kwargs)[0] for _label, kwargs in sides]
+    report = diffing.diff(results[0], results[1], (sides[0][0], sides[1][0]))
+    click.echo(api.to_json(report) if fmt == "json" else diffing.render_text(report), nl=False)
 
 
 @main.command()

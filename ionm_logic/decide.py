@@ -271,8 +271,8 @@ def missing_documentation(kb, case: Case, chosen, base: set, ev: Evaluation, rul
         moved = False
         for value in candidates:
             add, remove, changed = delta([(path, value)])
-            touched = kb.touched_predicates(changed)
-            affected = [rule for rule in finding_rules if kb.rule_touched(rule, changed, touched)]
+            touched = kb.touched_rules(changed)
+            affected = [rule for rule in finding_rules if rule.index in touched]
             rule_heads = evaluate_rules(affected, add, remove)
             per_line = per_line_of(rule_heads)
             singles[(path, value)] = headlines(per_line)

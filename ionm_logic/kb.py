@@ -195,6 +195,9 @@ class KnowledgeBase:
         self.proof_memo = {}  # proofs of atoms no case fact reaches, shared by all cases
         self._rule_queries = {}
         self._closure = {}
+        self._touched = {}
+        self._literal_index = None
+        self._users = {}
         self._unions = {}
         self._answers = {}  # answers of predicates no case fact reaches
         self._logic = None
@@ -387,43 +390,41 @@ class KnowledgeBase:
             self._closure[pred] = closure
         return closure
 
-    def touched_predicates(self, facts) -> set:
-        """Derived predicates whose answers may change when the (pred, values) facts change: a
-        fact touches a rule only if it matches one of the rule's body literals, constants
-        included, and a touched predicate touches every rule that uses it."""
-        facts = list(facts)
-        touched = set()
-        for rule in self.rules:
-            for item in rule.body:
-                if isinstance(item, Literal) and any(
-                        pred == item.atom.pred and all(not isinstance(a, Const) or a.value == v
-                                                       for a, v in zip(item.atom.args, values))
-                        for pred, values in facts):
-                    touched.add(rule.head.pred)
-                    break
-        changed = True
-        while changed:
-            changed = False
+    def touched_rules(self, facts) -> frozenset:
+        """Indexes of the rules whose answers may change when the (pred, values) facts change:
+        a fact touches a rule only if it matches one of the rule's body literals, constants
+        included; a touched rule touches every rule that uses its head predicate."""
+        key = frozenset(facts)
+        found = self._touched.get(key)
+        if found is not None:
+            return found
+        if self._literal_index is None:
+            self._literal_index, self._users = {}, {}
             for rule in self.rules:
-                if rule.head.pred not in touched and any(
-                        isinstance(i, Literal) and i.atom.pred in touched for i in rule.body):
-                    touched.add(rule.head.pred)
-                    changed = True
-        return touched
-
-    def rule_touched(self, rule, facts, touched: set) -> bool:
-        """Whether a rule's answers may change when `facts` change (`touched` from
-        touched_predicates(facts))."""
-        for item in rule.body:
-            if not isinstance(item, Literal):
+                for item in rule.body:
+                    if isinstance(item, Literal):
+                        self._literal_index.setdefault(item.atom.pred, []).append((rule, item.atom.args))
+                        self._users.setdefault(item.atom.pred, set()).add(rule.index)
+        touched = set()
+        for pred, values in key:
+            for rule, args in self._literal_index.get(pred, ()):
+                if all(not isinstance(a, Const) or a.value == v for a, v in zip(args, values)):
+                    touched.add(rule.index)
+        todo = list(touched)
+        heads_done = set()
+        while todo:
+            head = self.rules[todo.pop()].head.pred
+            if head in heads_done:
                 continue
-            if item.atom.pred in touched:
-                return True
-            if any(pred == item.atom.pred and all(not isinstance(a, Const) or a.value == v
-                                                  for a, v in zip(item.atom.args, values))
-                   for pred, values in facts):
-                return True
-        return False
+            heads_done.add(head)
+            for index in self._users.get(head, ()):
+                if index not in touched:
+                    touched.add(index)
+                    todo.append(index)
+        if len(self._touched) > 4096:  # keys repeat across cases; bound it all the same
+            self._touched.clear()
+        found = self._touched[key] = frozenset(touched)
+        return found
 
     def rule_depends_on(self, rule, preds: set) -> bool:
         return any(isinstance(i, Literal) and self.depends_on(i.atom.pred) & preds for i in rule.body)

@@ -85,9 +85,10 @@ def _name(code_line: dict, kb) -> str:
     return "; ".join(parts) or "unknown code"
 
 
-def build(result: dict, basis: list, kb, case, detail: str = "short") -> list:
+def build(result: dict, basis: list, kb, case, detail: str = "short", trees: bool = False) -> list:
     """The report as sections: (title, [blocks]); a block is ('p', text), ('ul', [items]),
-    ('table', rows, headers) or ('pre', lines)."""
+    ('ol', [items]), ('table', rows, headers), ('pre', lines) or, with `trees`, ('tree', label,
+    proof) for every finding."""
     refs = References(result["citations"] | {k: c.fields for k, c in kb.citations.items()})
     description = case.procedure.description or case.procedure.kind.replace("_", " ")
     overall = result["overall"]
@@ -134,7 +135,10 @@ def build(result: dict, basis: list, kb, case, detail: str = "short") -> list:
         heading = f"{line['code']} ({_name(line, kb)}) - {HEADLINES[line['determination']]}"
         analysis.append(("p", heading))
         analysis.append(("ul", items))
-        if detail == "full":
+        if trees:
+            for f in line["findings"] + line["considerations"]:
+                analysis.append(("tree", f"Proof: {f['rule']}", f["proof"]))
+        elif detail == "full":
             for f in line["findings"]:
                 analysis.append(("pre", [f"Proof of {f['rule']}:"] + _proof_lines(f["proof"])))
     sections.append(("Analysis by Code", analysis))

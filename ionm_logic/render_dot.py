@@ -1,0 +1,41 @@
+"""Render proofs as a Graphviz digraph: one cluster per finding, a node per proof step."""
+from __future__ import annotations
+
+SHAPES = {"rule": "box", "fact": "note", "case": "folder", "absent": "ellipse", "builtin": "diamond"}
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def render_dot(result: dict, code: str = None) -> str:
+    lines = [f"digraph {_quote('ionm-logic ' + result['case_id'])} {{", "  rankdir=LR;",
+             '  node [fontname="Helvetica", fontsize=10];']
+    counter = [0]
+
+    def add(node, cluster_lines) -> str:
+        counter[0] += 1
+        name = f"n{counter[0]}"
+        kind = node["node"]
+        label = node["atom"] if kind != "rule" else f"{node['rule']}\\n{node['atom']}"
+        if kind == "case":
+            label += f"\\n{node['pointer']}"
+        elif kind in ("rule", "fact"):
+            label += f"\\n{node['source']['file']}:{node['source']['line']}"
+        style = ', style="dashed"' if kind == "absent" else ""
+        cluster_lines.append(f"    {name} [shape={SHAPES[kind]}{style}, label={_quote(label).replace(chr(92) * 2 + 'n', chr(92) + 'n')}];")
+        for child in node.get("children") or []:
+            child_name = add(child, cluster_lines)
+            cluster_lines.append(f"    {name} -> {child_name};")
+        return name
+
+    chosen = [l for l in result["lines"] if code is None or l["code"] == code or l["pointer"] == code]
+    for li, line in enumerate(chosen):
+        for fi, finding in enumerate(line["findings"]):
+            body = [f"  subgraph cluster_{li}_{fi} {{",
+                    f"    label={_quote(line['pointer'] + ' ' + line['code'] + ': ' + finding['determination'])};"]
+            add(finding["proof"], body)
+            body.append("  }")
+            lines += body
+    lines.append("}")
+    return "\n".join(lines) + "\n"
