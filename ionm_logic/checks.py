@@ -214,7 +214,7 @@ READ_BY_PROGRAM = {
     "known_procedure_kind", "known_region", "known_approach", "known_instrumentation", "level_rank", "modality",
     "modality_name", "code_description", "code_allows_modality", "known_code", "line_modality",
     "last_cord_level", "most_cranial_operated_level", "structure_at_risk", "surgical_code_description",
-    "monitors",
+    "monitors", "display_name",
 }
 # The fixed determination vocabulary of the output contract.
 DETERMINATIONS = (

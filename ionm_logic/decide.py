@@ -118,12 +118,12 @@ def _unique_by_rule(derivations: list) -> list:
     return out
 
 
-def _item(d, key, with_determination: bool) -> dict:
+def _item(d, key, with_determination: bool, names=None) -> dict:
     item = {}
     if with_determination:
         item["determination"] = d.values[2]
     item["rule"] = d.rule.id
-    item["text"] = _sentence(fill(d.rule.template, d.env, key))
+    item["text"] = _sentence(fill(d.rule.template, d.env, key, names))
     item["citations"] = list(d.rule.citations)
     item["proof"] = d.proof
     return item
@@ -172,14 +172,15 @@ def explain_with_basis(kb, case: Case, *, payer: Optional[str] = None, as_of: Op
             "pointer": line, "code": service.code, "units": service.units,
             "modality": modalities.get(line),
             "determination": heads[line],
-            "findings": [_item(d, CASE_KEY, True) for d in _unique_findings(derivs, ranks)],
-            "considerations": [_item(d, CASE_KEY, False) for d in _unique_by_rule(ev.considerations.get(line, []))],
+            "findings": [_item(d, CASE_KEY, True, kb.display_names) for d in _unique_findings(derivs, ranks)],
+            "considerations": [_item(d, CASE_KEY, False, kb.display_names)
+                               for d in _unique_by_rule(ev.considerations.get(line, []))],
             "missing_documentation": gaps.get(line, []),
         }
         if not derivs:
             entry["reason"] = _undetermined_reason(kb, service, modalities.get(line), chosen.pack)
         lines.append(entry)
-    observations = [_item(d, CASE_KEY, False) for d in _unique_by_rule(ev.observations)]
+    observations = [_item(d, CASE_KEY, False, kb.display_names) for d in _unique_by_rule(ev.observations)]
     result = {
         "schema": OUTPUT_SCHEMA,
         "case_id": case.case_id,

@@ -191,6 +191,9 @@ class KnowledgeBase:
             key = (fact.atom.pred, tuple(a.value for a in fact.atom.args))
             self.fact_index.setdefault(key, fact)
         self.case_dependent = self._case_dependent_predicates()
+        # How sentences name constants that have a display name (display_name/2 facts).
+        self.display_names = {f.atom.args[0].value: f.atom.args[1].value for f in self.facts
+                              if f.atom.pred == "display_name"}
         self._global_tables = {}
         self.proof_memo = {}  # proofs of atoms no case fact reaches, shared by all cases
         self._rule_queries = {}
@@ -234,14 +237,9 @@ class KnowledgeBase:
         for rule in self.rules:
             variables = [pyEngine.Var(v) for v in rule.variables()]
             witness = pyEngine.Literal(f"ionm_rule_{rule.index}", variables)
-            # Evaluation is top-down, left to right: bind with the positive literals first,
-            # then compare and negate bound values.
-            ordered = ([i for i in rule.body if isinstance(i, Literal) and not i.negated]
-                       + [i for i in rule.body if isinstance(i, Comparison)]
-                       + [i for i in rule.body if isinstance(i, Literal) and i.negated])
-            _add_clause(witness, [self._compile_item(item) for item in ordered])
+            _add_clause(witness, self._compiled_body(rule))
             head = pyEngine.Literal(_pyname(rule.head.pred), [self._term(a) for a in rule.head.args])
-            _add_clause(head, [pyEngine.Literal(f"ionm_rule_{rule.index}", list(variables))])
+            _add_clause(head, self._compiled_body(rule))
         # Per pack, one predicate that unions the witnesses of every case-dependent rule a
         # decision under that pack can use, padded to one width: asking it once evaluates them
         # all in one pass, sharing tabled subgoals, where asking rule by rule would recompute
@@ -256,6 +254,14 @@ class KnowledgeBase:
             self._add_union(name, chosen)
         self._logic = Logic(True)
         self._thread = threading.get_ident()
+
+    def _compiled_body(self, rule) -> list:
+        """The rule's body as engine literals. Evaluation is top-down, left to right: bind with
+        the positive literals first, then compare and negate bound values."""
+        ordered = ([i for i in rule.body if isinstance(i, Literal) and not i.negated]
+                   + [i for i in rule.body if isinstance(i, Comparison)]
+                   + [i for i in rule.body if isinstance(i, Literal) and i.negated])
+        return [self._compile_item(item) for item in ordered]
 
     @staticmethod
     def _term(arg):
@@ -344,7 +350,7 @@ class KnowledgeBase:
             padding = [pyEngine.Term_of(encode(""))] * (self._width - len(variables))
             head = pyEngine.Literal(name, [pyEngine.Term_of(rule.index), self._term(rule.head.args[0]),
                                            *variables, *padding])
-            _add_clause(head, [pyEngine.Literal(f"ionm_rule_{rule.index}", list(variables))])
+            _add_clause(head, self._compiled_body(rule))
 
     def tables_for(self, rules: list, name: Optional[str] = None, case_key: str = "case") -> dict:
         """Witness tables of several case-dependent rules for one case, in one ask of a

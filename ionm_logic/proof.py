@@ -24,19 +24,21 @@ class ProofError(RuntimeError):
     """A derived atom could not be re-derived: the engine and the replay disagree."""
 
 
-def show(value, case_key) -> str:
-    """A value as a sentence shows it."""
+def show(value, case_key, names=None) -> str:
+    """A value as a sentence shows it: its display name from the rules if it has one."""
     if value == case_key:
         return "the case"
     if isinstance(value, int):
         return str(value)
+    if names and value in names:
+        return names[value]
     if _ATOMLIKE.fullmatch(value):
         return value.replace("_", " ")
     return value
 
 
-def fill(template: str, env: dict, case_key) -> str:
-    return re.sub(r"@\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: show(env[m.group(1)], case_key), template)
+def fill(template: str, env: dict, case_key, names=None) -> str:
+    return re.sub(r"@\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: show(env[m.group(1)], case_key, names), template)
 
 
 def bind(args, values) -> dict:
@@ -148,7 +150,7 @@ class Prover:
         return None
 
     def rule_node(self, rule, env, atom, children) -> dict:
-        return {"node": "rule", "rule": rule.id, "atom": atom, "text": fill(rule.template, env, self.case_key),
+        return {"node": "rule", "rule": rule.id, "atom": atom, "text": fill(rule.template, env, self.case_key, self.kb.display_names),
                 "source": {"file": rule.file, "line": rule.line}, "citations": list(rule.citations),
                 "children": children}
 
@@ -165,7 +167,7 @@ class Prover:
                 values = ground(item.atom.args, env)
                 decl = self.kb.decls[item.atom.pred]
                 if decl.negative_template:
-                    text = fill(decl.negative_template, dict(zip(decl.params, values)), self.case_key)
+                    text = fill(decl.negative_template, dict(zip(decl.params, values)), self.case_key, self.kb.display_names)
                 else:
                     text = "nothing shows that " + self._decl_text(decl, values)
                 children.append({"node": "absent", "atom": "not " + render_atom(item.atom.pred, values), "text": text})
@@ -185,4 +187,4 @@ class Prover:
         return self.rule_node(rule, env, render_atom(rule.head.pred, values), children)
 
     def _decl_text(self, decl, values) -> str:
-        return fill(decl.template, dict(zip(decl.params, values)), self.case_key)
+        return fill(decl.template, dict(zip(decl.params, values)), self.case_key, self.kb.display_names)

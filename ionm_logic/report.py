@@ -156,7 +156,8 @@ def build(result: dict, basis: list, kb, case, detail: str = "short", trees: boo
         for c in line["considerations"]:
             seen.setdefault(c["rule"], (c, []))[1].append(line["code"])
     for rule, (c, codes) in seen.items():
-        exceptions.append(f"{c['text']} (lines {', '.join(codes)})" + refs.mark(c["citations"]))
+        which = f"line{'s' if len(codes) > 1 else ''} {', '.join(codes)}"
+        exceptions.append(f"{c['text']} ({which})" + refs.mark(c["citations"]))
     if exceptions:
         sections.append(("Limited Exceptions", [("ul", exceptions)]))
 

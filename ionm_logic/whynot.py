@@ -123,7 +123,7 @@ def _nearest_miss(kb, prover, rule, env0: dict, depth: int) -> dict:
                         "would_satisfy": _satisfiers(kb, prover, item.atom, env, depth)}
         envs = survivors[:MAX_ENVIRONMENTS]
     env = envs[0]
-    return {**out, "holds": True, "text": fill(rule.template, env, CASE_KEY),
+    return {**out, "holds": True, "text": fill(rule.template, env, CASE_KEY, kb.display_names),
             "proof": prover.derivation_node(rule, env)}
 
 
