@@ -202,7 +202,19 @@ def line_id(index: int) -> str:
 def case_facts(case: Case, key: str, pack: str, version: str) -> list:
     """Every case fact, each with the pointer of the field it came from."""
     facts = [CaseFact("applies_policy", (key, pack, version), "/payer")]
-    add = facts.append
+    for section in SECTIONS.values():
+        section(case, key, facts.append)
+    return facts
+
+
+def section_facts(case: Case, key: str, section: str) -> list:
+    """The case facts of one top-level section of the case file (e.g. "monitoring")."""
+    facts = []
+    SECTIONS[section](case, key, facts.append)
+    return facts
+
+
+def _procedure(case, key, add):
     proc = case.procedure
     add(CaseFact("procedure_kind", (key, proc.kind), "/procedure/kind"))
     add(CaseFact("procedure_region", (key, proc.region), "/procedure/region"))
@@ -214,6 +226,9 @@ def case_facts(case: Case, key: str, pack: str, version: str) -> list:
         add(CaseFact("uses_approach", (key, approach), pointer("procedure", "approaches", i)))
     for i, device in enumerate(proc.instrumentation):
         add(CaseFact("uses_instrumentation", (key, device), pointer("procedure", "instrumentation", i)))
+
+
+def _diagnoses(case, key, add):
     for i, dx in enumerate(case.diagnoses):
         where = pointer("diagnoses", i, "code")
         add(CaseFact("has_diagnosis", (key, dx.code), where))
@@ -222,6 +237,9 @@ def case_facts(case: Case, key: str, pack: str, version: str) -> list:
         for n in range(3, len(dx.code) + 1):
             if not dx.code[:n].endswith("."):
                 add(CaseFact("has_diagnosis_in", (key, dx.code[:n]), where))
+
+
+def _clinical(case, key, add):
     clinical = case.clinical
     for sign in ("myelopathy", "radiculopathy", "neurological_deficit", "tethered_cord"):
         value = getattr(clinical, sign)
@@ -229,14 +247,23 @@ def case_facts(case: Case, key: str, pack: str, version: str) -> list:
             add(CaseFact("clinical_sign", (key, sign, _flag(value)), pointer("clinical", sign)))
     if clinical.conus_level is not None:
         add(CaseFact("documented_conus_level", (key, clinical.conus_level), "/clinical/conus_level"))
+
+
+def _history(case, key, add):
     for h, entry in enumerate(case.history):
         add(CaseFact("prior_surgery", (key, h, entry.procedure), pointer("history", h, "procedure")))
         for i, level in enumerate(entry.levels):
             add(CaseFact("prior_surgery_level", (key, h, level), pointer("history", h, "levels", i)))
         if entry.outcome is not None:
             add(CaseFact("prior_surgery_outcome", (key, h, entry.outcome), pointer("history", h, "outcome")))
+
+
+def _patient(case, key, add):
     if case.patient is not None and case.patient.age is not None:
         add(CaseFact("patient_age", (key, case.patient.age), "/patient/age"))
+
+
+def _monitoring(case, key, add):
     mon = case.monitoring
     if mon.setting is not None:
         add(CaseFact("monitoring_setting", (key, mon.setting), "/monitoring/setting"))
@@ -255,6 +282,9 @@ def case_facts(case: Case, key: str, pack: str, version: str) -> list:
         add(CaseFact("monitoring_findings", (key, mon.report.findings), "/monitoring/report/findings"))
     for i, text in enumerate(mon.report.interventions):
         add(CaseFact("monitoring_intervention", (key, text), pointer("monitoring", "report", "interventions", i)))
+
+
+def _services(case, key, add):
     for i, service in enumerate(case.services):
         line = line_id(i)
         add(CaseFact("billed_line", (key, line, service.code), pointer("services", i, "code")))
@@ -262,7 +292,11 @@ def case_facts(case: Case, key: str, pack: str, version: str) -> list:
         add(CaseFact("billed_units", (key, line, service.units), units_at))
         if service.modality is not None:
             add(CaseFact("billed_modality", (key, line, service.modality), pointer("services", i, "modality")))
-    return facts
+
+
+# The case file's top-level sections and the facts each gives, in file order.
+SECTIONS = {"procedure": _procedure, "diagnoses": _diagnoses, "clinical": _clinical, "history": _history,
+            "patient": _patient, "monitoring": _monitoring, "services": _services}
 
 
 def _flag(value: bool) -> str:
@@ -301,11 +335,14 @@ def undocumented_fields(case: Case, count_limits=()) -> list:
 
 
 def with_documented(case: Case, assignments: list) -> Case:
-    """A copy of the case with each (path, value) filled in."""
-    data = case.model_dump(by_alias=True)
+    """A copy of the case with each (path, value) filled in (values from UNDOCUMENTED_CANDIDATES,
+    valid by construction); untouched parts are shared, not copied."""
     for path, value in assignments:
-        target = data
-        for part in path[:-1]:
-            target = target[part]
-        target[path[-1]] = value
-    return Case.model_validate(data, strict=False)
+        case = _replace(case, path, value)
+    return case
+
+
+def _replace(model, path, value):
+    if len(path) == 1:
+        return model.model_copy(update={path[0]: value})
+    return model.model_copy(update={path[0]: _replace(getattr(model, path[0]), path[1:], value)})

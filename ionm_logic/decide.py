@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from . import policy as policies
-from .case import Case, case_facts, check_vocabulary, line_id, undocumented_fields, with_documented
+from .case import Case, case_facts, check_vocabulary, line_id, section_facts, undocumented_fields, with_documented
 from .errors import pointer
 from .proof import Prover, fill, ground
 
@@ -239,9 +239,14 @@ def missing_documentation(kb, case: Case, chosen, base: set, ev: Evaluation, rul
     base_findings = {line: {(d.rule.id, d.values[2]) for d in ev.findings.get(line, [])} for line in heads}
 
     def delta(assignments):
-        variant = {(f.pred, f.values) for f in case_facts(with_documented(case, assignments), CASE_KEY,
-                                                             chosen.pack, chosen.version)}
-        add, remove = variant - base, base - variant
+        # Only the sections the assignments touch can change: compare their facts alone.
+        variant_case = with_documented(case, assignments)
+        add, remove = set(), set()
+        for section in {path[0] for path, _value in assignments}:
+            before = {(f.pred, f.values) for f in section_facts(case, CASE_KEY, section)}
+            after = {(f.pred, f.values) for f in section_facts(variant_case, CASE_KEY, section)}
+            add |= after - before
+            remove |= before - after
         return add, remove, add | remove
 
     def heads_of(rule, rows):

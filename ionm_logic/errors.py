@@ -4,7 +4,10 @@ from __future__ import annotations
 
 def pointer(*parts) -> str:
     """A JSON pointer (RFC 6901) from path parts."""
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+    text = "/" + "/".join(map(str, parts)) if parts else ""
+    if "~" in text or any(isinstance(p, str) and "/" in p for p in parts):
+        return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+    return text
 
 
 class InputError(Exception):

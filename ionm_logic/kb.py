@@ -198,6 +198,7 @@ class KnowledgeBase:
         self.proof_memo = {}  # proofs of atoms no case fact reaches, shared by all cases
         self._rule_queries = {}
         self._closure = {}
+        self._report_rules = {}
         self._touched = {}
         self._literal_index = None
         self._users = {}
@@ -438,7 +439,10 @@ class KnowledgeBase:
     def report_rules(self, pack: str) -> list:
         """The finding, consideration and observation rules that can apply under `pack`: a rule
         whose body names another pack in applies_policy(...) cannot."""
-        out = []
+        cached = self._report_rules.get(pack)
+        if cached is not None:
+            return cached
+        out = self._report_rules[pack] = []
         for rule in self.rules:
             if self.decls[rule.head.pred].role not in ("finding", "consideration", "observation"):
                 continue
