@@ -80,3 +80,12 @@ def test_the_authoring_walkthrough_runs_as_written(tmp_path):
         seen = " ".join((out.stdout + out.stderr).split())
         for line in payload:
             assert " ".join(line.split()) in seen, f"{what}: expected {line!r}"
+
+
+def test_readme_proof_excerpt_is_what_explain_prints():
+    readme = (ROOT / "README.md").read_text()
+    excerpt = readme.split("is not medically necessary because:\n\n```\n", 1)[1].split("```", 1)[0]
+    out = subprocess.run([sys.executable, "-m", "ionm_logic", "explain", "examples/alif-plif-l5-s1.json",
+                          "--detail", "full"], cwd=ROOT, capture_output=True, text=True).stdout
+    printed = "\n".join(line[4:] for line in out.splitlines())
+    assert excerpt.strip() in printed
