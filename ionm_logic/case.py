@@ -98,10 +98,30 @@ class Case(_Strict):
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
 
-def json_schema() -> dict:
+def json_schema(kb=None) -> dict:
+    """The JSON Schema of case files; with a knowledge base, the values its rules define (levels,
+    kinds, regions, approaches, devices, modalities, payers) are listed as enums."""
     schema = Case.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = CASE_SCHEMA
+    if kb is None:
+        return schema
+    defs = schema["$defs"]
+
+    def values(pred):
+        return [row[0] for row in kb.values(pred, *([None] * kb.decls[pred].arity))]
+
+    levels = [level for level, _rank in sorted(kb.values("level_rank", None, None), key=lambda r: r[1])]
+    proc = defs["Procedure"]["properties"]
+    proc["kind"]["enum"] = values("known_procedure_kind")
+    proc["region"]["enum"] = values("known_region")
+    proc["levels"]["items"]["enum"] = levels
+    proc["approaches"]["items"]["enum"] = values("known_approach")
+    proc["instrumentation"]["items"]["enum"] = values("known_instrumentation")
+    defs["Clinical"]["properties"]["conus_level"]["anyOf"][0]["enum"] = levels
+    defs["HistoryEntry"]["properties"]["levels"]["items"]["enum"] = levels
+    defs["Service"]["properties"]["modality"]["anyOf"][0]["enum"] = values("modality")
+    schema["properties"]["payer"]["anyOf"][0]["enum"] = sorted(p for p, _t in kb.values("policy_pack", None, None))
     return schema
 
 

@@ -147,9 +147,10 @@ def batch(source, output, jobs, fmt, payer, as_of, rule_dirs):
 
 
 @main.command()
-def schema():
-    """Print the JSON Schema of case files (ionm-logic/case/v1)."""
-    click.echo(json.dumps(json_schema(), indent=2))
+@RULES_OPTION
+def schema(rule_dirs):
+    """Print the JSON Schema of case files (ionm-logic/case/v1), with the rules' vocabularies."""
+    click.echo(json.dumps(json_schema(api.knowledge_base(rule_dirs)), indent=2))
 
 
 @main.command()

@@ -96,10 +96,35 @@ def test_markdown_report_has_headings_and_table():
     assert "## Analysis by Code" in out.output and "| Line" in out.output
 
 
-def test_schema_command_prints_the_case_schema():
+def test_schema_command_prints_the_case_schema_with_the_rules_vocabularies():
     out = run("schema")
     schema = json.loads(out.output)
     assert out.exit_code == 0 and "services" in schema["properties"] and "schema" in schema["required"]
+    proc = schema["$defs"]["Procedure"]["properties"]
+    assert proc["levels"]["items"]["enum"][:2] == ["C1", "C2"] and proc["levels"]["items"]["enum"][-1] == "S5"
+    assert "posterior_fossa" in proc["kind"]["enum"] and "L7" not in proc["levels"]["items"]["enum"]
+    assert "cms-lcd-l34623" in schema["properties"]["payer"]["anyOf"][0]["enum"]
+
+
+def test_the_schema_accepts_the_examples_and_rejects_a_bad_level():
+    import jsonschema  # the test extra installs it
+    schema = json.loads(run("schema").output)
+    for example in sorted((ROOT / "examples").glob("*.json")):
+        jsonschema.validate(json.loads(example.read_text()), schema)
+    bad = reference_case()
+    bad["procedure"]["levels"] = ["L7"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+
+
+def test_check_json_format_lists_problems_with_file_and_line(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "oops.dl").write_text("#pred q(A) :: 'q @(A)'.\nq(a, b).\n")
+    out = run("check", "--rules", str(mine), "--format", "json")
+    problems = json.loads(out.output)
+    assert out.exit_code == 2
+    assert {"file": f"{mine}/oops.dl", "line": 2, "level": "error"}.items() <= problems[0].items()
 
 
 def test_policies_lists_packs_with_windows():
