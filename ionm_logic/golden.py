@@ -131,19 +131,9 @@ def compare(result: dict, expect: dict) -> list:
         if "determination" in spec and line["determination"] != spec["determination"]:
             got = ", ".join(f"{f['rule']}={f['determination']}" for f in line["findings"]) or "none"
             failures.append(f"{label}: expected {spec['determination']}, got {line['determination']} (findings: {got})")
-        for rule in spec.get("rules", []):
-            if rule not in fired:
-                failures.append(f"{label}: expected rule {rule} among the findings, got {fired}")
-        for rule in spec.get("not_rules", []):
-            if rule in fired:
-                failures.append(f"{label}: rule {rule} fired but should not")
-        cons = [c["rule"] for c in line["considerations"]]
-        for rule in spec.get("considerations", []):
-            if rule not in cons:
-                failures.append(f"{label}: expected consideration {rule}, got {cons}")
-        for rule in spec.get("not_considerations", []):
-            if rule in cons:
-                failures.append(f"{label}: consideration {rule} shown but should not be")
+        _members(failures, label, "finding rule", fired, spec.get("rules", []), spec.get("not_rules", []))
+        _members(failures, label, "consideration", [c["rule"] for c in line["considerations"]],
+                 spec.get("considerations", []), spec.get("not_considerations", []))
         named = {fld["pointer"] for gap in line["missing_documentation"] for fld in gap["fields"]}
         for ptr in spec.get("missing", []):
             if ptr not in named:
@@ -154,14 +144,18 @@ def compare(result: dict, expect: dict) -> list:
         for phrase in spec.get("phrases", []):
             if phrase.lower() not in texts.lower():
                 failures.append(f"{label}: expected the phrase {phrase!r} in a finding")
-    obs = [o["rule"] for o in result["observations"]]
-    for rule in expect.get("observations", []):
-        if rule not in obs:
-            failures.append(f"observations: expected {rule}, got {obs}")
-    for rule in expect.get("not_observations", []):
-        if rule in obs:
-            failures.append(f"observations: {rule} shown but should not be")
+    _members(failures, "case", "observation", [o["rule"] for o in result["observations"]],
+             expect.get("observations", []), expect.get("not_observations", []))
     return failures
+
+
+def _members(failures, label, kind, got, wanted, unwanted) -> None:
+    for item in wanted:
+        if item not in got:
+            failures.append(f"{label}: expected {kind} {item}, got {got}")
+    for item in unwanted:
+        if item in got:
+            failures.append(f"{label}: {kind} {item} is there but should not be")
 
 
 

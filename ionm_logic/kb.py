@@ -18,7 +18,7 @@ from typing import Iterable, Optional
 from pyDatalog import pyEngine
 from pyDatalog.Logic import Logic
 
-from .checks import Problem, check_files
+from .checks import Problem, case_dependent, check_files
 from .rulelang import Comparison, Const, Literal, RuleError, Var
 
 RULE_SUFFIX = ".dl"
@@ -190,7 +190,7 @@ class KnowledgeBase:
         for fact in self.facts:
             key = (fact.atom.pred, tuple(a.value for a in fact.atom.args))
             self.fact_index.setdefault(key, fact)
-        self.case_dependent = self._case_dependent_predicates()
+        self.case_dependent = case_dependent(self.files, self.decls)
         # How sentences name constants that have a display name (display_name/2 facts).
         self.display_names = {f.atom.args[0].value: f.atom.args[1].value for f in self.facts
                               if f.atom.pred == "display_name"}
@@ -209,18 +209,6 @@ class KnowledgeBase:
         self._compile()
 
     # --- compilation --------------------------------------------------------------
-
-    def _case_dependent_predicates(self) -> set:
-        dependent = {name for name, d in self.decls.items() if d.role == "case"}
-        changed = True
-        while changed:
-            changed = False
-            for rule in self.rules:
-                if rule.head.pred not in dependent and any(
-                        isinstance(i, Literal) and i.atom.pred in dependent for i in rule.body):
-                    dependent.add(rule.head.pred)
-                    changed = True
-        return dependent
 
     def _compile(self) -> None:
         """Build the engine's clauses from the rule objects with pyDatalog's engine API
