@@ -94,15 +94,19 @@ def build(result: dict, basis: list, kb, case, detail: str = "short", trees: boo
     overall = result["overall"]
     sections = []
 
-    # Headline: the overall determination and the reasons behind the lines' headlines.
-    reasons, seen = [], set()
+    # Headline: the overall determination, and the findings that decided the lines' headlines
+    # (each rule once, the rules deciding most lines first).
+    deciding = {}
     for line in result["lines"]:
         for f in line["findings"]:
-            if f["determination"] == line["determination"] and f["rule"] not in seen:
-                seen.add(f["rule"])
-                reasons.append(f)
+            if f["determination"] == line["determination"]:
+                deciding.setdefault(f["rule"], [f, []])[1].append(line["code"])
     lead = f"IONM during {description} is {HEADLINES[overall['determination']]}. {overall['text']}"
     blocks = [("p", lead)]
+    ranked = sorted(deciding.values(), key=lambda entry: -len(entry[1]))
+    if ranked:
+        blocks.append(("ul", [f"{', '.join(codes)}: {f['text']}" + refs.mark(f["citations"])
+                              for f, codes in ranked]))
     policy = result["policy"]
     window = f"{policy['in_force'][0]} to {policy['in_force'][1] or 'open'}"
     blocks.append(("p", f"Case {result['case_id']}; payer policy {policy['id']}, version {policy['version']} "
@@ -171,6 +175,9 @@ def build(result: dict, basis: list, kb, case, detail: str = "short", trees: boo
         by_head.setdefault(line["determination"], []).append(line["code"])
     for det, codes in by_head.items():
         final.append(f"{HEADLINES[det].capitalize()}: {', '.join(codes)}.")
+    if exceptions:
+        final.append(f"{len(seen)} limited exception{'s' if len(seen) != 1 else ''} above "
+                     "(shown for the reviewer) do not change these determinations under the policy.")
     sections.append(("Final Determination", [("p", " ".join(final))]))
     sections.append(("References", [("ol", refs.entries())]))
     return sections
