@@ -10,7 +10,7 @@ A golden file (YAML or JSON) holds one case or a list of them:
     expect:
       overall: not_medically_necessary
       lines:
-        - code: "95938"                # or line: 0 (index in services)
+        - code: 95938                  # or line: 0 (index in services)
           determination: not_medically_necessary
           rules: [CR-CORD-PATHWAY-ABSENT]       # rule ids that must be among the findings
           not_rules: [CR-P2-CORD-AT-RISK]       # rule ids that must not be
