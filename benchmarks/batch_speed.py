@@ -10,7 +10,6 @@ Usage: python benchmarks/batch_speed.py [--cases 10000] [--rss-cases 100000] [--
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -55,18 +54,18 @@ def in_process(path: Path, limit: int):
 
 
 def peak_rss(path: Path, out: Path):
-    """Peak RSS (MB) of the batch process, and its RSS sampled at each tenth of the run."""
+    """Peak RSS (MB) of the batch process (its VmHWM), and its RSS sampled at each tenth of the run."""
     proc = subprocess.Popen(CLI + ["batch", str(path), "-o", str(out)], stderr=subprocess.DEVNULL)
-    samples = []
+    samples, peak = [], 0.0
     while proc.poll() is None:
         try:
             with open(f"/proc/{proc.pid}/status") as fh:
-                rss = next(int(l.split()[1]) for l in fh if l.startswith("VmRSS:")) / 1024
-            samples.append(rss)
-        except (OSError, StopIteration):
+                fields = {l.split(":")[0]: int(l.split()[1]) / 1024 for l in fh if l.startswith(("VmRSS:", "VmHWM:"))}
+            samples.append(fields["VmRSS"])
+            peak = max(peak, fields["VmHWM"])
+        except (OSError, KeyError, ValueError):
             pass
         time.sleep(1.0)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     tenths = [round(samples[int(i * (len(samples) - 1) / 9)], 1) for i in range(10)] if samples else []
     return peak, tenths
 
