@@ -2,11 +2,12 @@
 
 Every input record gives exactly one output record, in input order: a determination/v1 object,
 or an ionm-logic/error/v1 record for a record that cannot be decided. Input is read and output
-written in windows, so memory does not grow with the input; each worker process holds one
+written in chunks, so memory does not grow with the input; each worker process holds one
 loaded knowledge base (pyDatalog keeps one per thread, and threads would share the GIL).
 """
 from __future__ import annotations
 
+import collections
 import csv
 import io
 import json
@@ -161,39 +162,55 @@ class Summary:
     tally: Counter = field(default_factory=Counter)
 
 
-def run(records: Iterator[Record], out, options: Options, jobs: int = 1, window: int = 256,
+def decide_chunk(records: list) -> list:
+    return [decide_record(record) for record in records]
+
+
+def _chunks(records: Iterator[Record], size: int) -> Iterator[list]:
+    chunk = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def run(records: Iterator[Record], out, options: Options, jobs: int = 1, chunk: int = 16,
         progress=None) -> Summary:
     """Decide every record and write each output record in input order. `out` is a text stream;
-    `progress(n)` is called after each window with the number of records it held."""
+    `progress(n)` is called after each chunk of n records is written.
+
+    With several jobs, chunks go to worker processes while at most a few per worker are in
+    flight: the workers never wait for the writer, and memory stays bounded by the chunks in
+    flight, not by the input."""
     summary = Summary()
     if options.fmt == "csv":
         out.write(csv_header())
-    pool = None
+    if jobs <= 1:
+        _init_worker(options)
+        for part in _chunks(records, chunk):
+            _write(decide_chunk(part), out, summary, progress)
+        return summary
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    pool = multiprocessing.get_context(method).Pool(jobs, initializer=_init_worker, initargs=(options,))
     try:
-        if jobs > 1:
-            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-            pool = multiprocessing.get_context(method).Pool(jobs, initializer=_init_worker, initargs=(options,))
-        else:
-            _init_worker(options)
-        batch = []
-        for record in records:
-            batch.append(record)
-            if len(batch) >= window * max(jobs, 1):
-                _flush(batch, pool, out, summary, progress)
-                batch = []
-        if batch:
-            _flush(batch, pool, out, summary, progress)
+        pending = collections.deque()
+        for part in _chunks(records, chunk):
+            pending.append(pool.apply_async(decide_chunk, (part,)))
+            while len(pending) >= 4 * jobs:
+                _write(pending.popleft().get(), out, summary, progress)
+        while pending:
+            _write(pending.popleft().get(), out, summary, progress)
     finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+        pool.terminate()
+        pool.join()
     return summary
 
 
-def _flush(batch, pool, out, summary, progress) -> None:
-    results = pool.imap(decide_record, batch, chunksize=max(1, len(batch) // (4 * pool._processes))) \
-        if pool is not None else map(decide_record, batch)
-    for outcome in results:
+def _write(outcomes: list, out, summary: Summary, progress) -> None:
+    for outcome in outcomes:
         out.write(outcome.text)
         summary.records += 1
         summary.errors += outcome.error
@@ -201,7 +218,7 @@ def _flush(batch, pool, out, summary, progress) -> None:
         summary.tally.update(outcome.tally)
     out.flush()
     if progress is not None:
-        progress(len(batch))
+        progress(len(outcomes))
 
 
 def summary_rows(summary: Summary):
