@@ -2,7 +2,8 @@
 
 Usage: python benchmarks/explain_speed.py [--runs N]
 Cold: median wall time of `ionm-logic explain` on the reference case in a new process, beside
-the floor `python -c "import pyDatalog, click"`. Warm: median time of one explain with full
+the floor `python -c "import pyDatalog, click"`; with and without the parsed-rule cache
+(~/.cache/ionm-logic, keyed by the rule files' sha256). Warm: median time of one explain with full
 proofs and missing-documentation search, knowledge base already loaded.
 """
 import argparse
@@ -18,11 +19,11 @@ ROOT = Path(__file__).resolve().parent.parent
 CASE = ROOT / "examples" / "alif-plif-l5-s1.json"
 
 
-def wall(cmd, runs):
+def wall(cmd, runs, env=None):
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True)
+        subprocess.run(cmd, check=True, capture_output=True, env=env)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -36,6 +37,9 @@ def main():
     floor = wall([sys.executable, "-c", "import pyDatalog, click"], runs)
     cold_text = wall(cmd + ["explain", str(CASE)], runs)
     cold_json = wall(cmd + ["explain", str(CASE), "--format", "json"], runs)
+    import os
+
+    uncached = wall(cmd + ["explain", str(CASE), "--format", "json"], runs, env={**os.environ, "IONM_LOGIC_CACHE": "off"})
 
     sys.path.insert(0, str(ROOT))
     from ionm_logic.api import knowledge_base
@@ -59,6 +63,7 @@ def main():
         "import floor (python -c 'import pyDatalog, click'), median s": round(floor, 3),
         "cold explain, text, median s": round(cold_text, 3),
         "cold explain, json, median s": round(cold_json, 3),
+        "cold explain, json, rule files parsed afresh (no parsed-rule cache), median s": round(uncached, 3),
         "knowledge base load in process, s": round(load, 3),
         "warm explain with full proofs and missing documentation, median ms": round(statistics.median(warm) * 1000, 1),
         "warm explain with full proofs, no missing-documentation search, median ms": round(statistics.median(bare) * 1000, 1),
