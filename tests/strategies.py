@@ -27,15 +27,17 @@ def cases(draw, levels=st.lists(st.sampled_from(LEVELS), min_size=1, max_size=4,
     services = draw(st.lists(st.sampled_from(SERVICES), min_size=1, max_size=5))  # ≤5 lines keeps proofs fast
     doc = {
         "schema": "ionm-logic/case/v1",
-        "case_id": draw(st.text(max_size=12)),
+        "case_id": draw(st.text(max_size=12)),  # any text; length does not matter to the rules
         "payer": "commercial-reference",
         "date_of_service": "2024-06-12",
         "procedure": {
             "kind": kind, "region": region, "levels": lv,
+            # ≤2 surgical codes: only 35301 decides anything, the others only ride along
             "codes": draw(st.lists(st.sampled_from(["35301", "22558", "22630", "63047"]), max_size=2, unique=True)),
             "approaches": draw(st.lists(st.sampled_from(["anterior", "posterior", "lateral"]), max_size=2, unique=True)),
             "instrumentation": draw(st.lists(st.sampled_from(["pedicle_screws", "plate", "rods"]), max_size=2, unique=True)),
         },
+        # ≤3 diagnoses: enough to combine axial pain, radiculopathy, myelopathy and tethering
         "diagnoses": [{"code": c, "text": "dx"} for c in
                       draw(st.lists(st.sampled_from(DIAGNOSES), max_size=3, unique=True))],
         "clinical": {} if clinical_defaults else {
@@ -52,6 +54,7 @@ def cases(draw, levels=st.lists(st.sampled_from(LEVELS), min_size=1, max_size=4,
             },
             "report": {"findings": draw(st.sampled_from([None, "normal", "changes"])), "interventions": []},
         },
+        # units 1-8: units are echoed, never reasoned on
         "services": [{"code": c, "units": draw(st.integers(1, 8)), **({"modality": m} if m else {})}
                      for c, m in services],
     }
