@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import multiprocessing
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,7 +229,3 @@ def summary_rows(summary: Summary):
     keys = sorted({(p, c) for p, c, _d in summary.tally})
     rows = [[p, c] + [summary.tally[(p, c, h)] for h in used] for p, c in keys]
     return ["payer", "code"] + used, rows
-
-
-def default_jobs() -> int:
-    return max(1, min(os.cpu_count() or 1, 4))

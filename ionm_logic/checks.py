@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .rulelang import ROLES, Comparison, Const, Literal, RuleFile, Var, template_slots
+from .rulelang import ROLES, Comparison, Const, Literal, Var, template_slots
 
 
 @dataclass(frozen=True, order=True)

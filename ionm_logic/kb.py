@@ -421,9 +421,6 @@ class KnowledgeBase:
         found = self._touched[key] = frozenset(touched)
         return found
 
-    def rule_depends_on(self, rule, preds: set) -> bool:
-        return any(isinstance(i, Literal) and self.depends_on(i.atom.pred) & preds for i in rule.body)
-
     def report_rules(self, pack: str) -> list:
         """The finding, consideration and observation rules that can apply under `pack`: a rule
         whose body names another pack in applies_policy(...) cannot."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from .kb import sort_key
-from .rulelang import Comparison, Const, Literal, Var, render_atom, render_value
+from .rulelang import Comparison, Const, render_atom, render_value
 
 _OP_SPELLING = {"<": "<", "<=": "=<", ">": ">", ">=": ">=", "==": "=", "!=": "!="}
 _COMPARE = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,

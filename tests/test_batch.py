@@ -1,6 +1,5 @@
 """Batch: one record per input record, in order, errors as records, same bytes for any --jobs."""
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -1,6 +1,5 @@
 """The ionm-logic/determination/v1 object: shape, proof leaves, pointers, citations, determinism."""
 import json
-from pathlib import Path
 
 import pytest
 

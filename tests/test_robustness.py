@@ -1,7 +1,6 @@
 """Bad input never crashes: fuzzed case files exit 2 with a pointer; batch turns them into
 error records; case data is never executed; engine errors are not passed on as answers."""
 import json
-import os
 import subprocess
 import sys
 
