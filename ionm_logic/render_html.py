@@ -16,7 +16,7 @@ h2 { font-size: 1.15rem; margin-top: 1.8rem; border-bottom: 1px solid #bbb; }
 table { border-collapse: collapse; font: 13px/1.4 system-ui, sans-serif; }
 th, td { border: 1px solid #ccc; padding: .25rem .5rem; text-align: left; vertical-align: top; }
 th { background: #f2f2f2; }
-.line-head { font-weight: bold; margin: 1rem 0 .2rem; }
+.line-head { font-size: 1rem; margin: 1rem 0 .2rem; }
 details { margin: .2rem 0 .2rem 1rem; font: 13px/1.45 system-ui, sans-serif; }
 details > summary { cursor: pointer; }
 .node { margin-left: 1.1rem; border-left: 1px dotted #aaa; padding-left: .5rem; }
@@ -73,8 +73,9 @@ def render_html(result: dict, basis: list, kb, case) -> str:
         for block in blocks:
             kind = block[0]
             if kind == "p":
-                cls = ' class="line-head"' if heading == "Analysis by Code" else ""
-                parts.append(f"<p{cls}>{_link_refs(block[1])}</p>")
+                parts.append(f"<p>{_link_refs(block[1])}</p>")
+            elif kind == "h3":
+                parts.append(f'<h3 class="line-head">{html.escape(block[1])}</h3>')
             elif kind == "ul":
                 parts.append("<ul>" + "".join(f"<li>{_link_refs(item)}</li>" for item in block[1]) + "</ul>")
             elif kind == "ol":

@@ -86,7 +86,7 @@ def _name(code_line: dict, kb) -> str:
 
 
 def build(result: dict, basis: list, kb, case, detail: str = "short", trees: bool = False) -> list:
-    """The report as sections: (title, [blocks]); a block is ('p', text), ('ul', [items]),
+    """The report as sections: (title, [blocks]); a block is ('p', text), ('h3', text), ('ul', [items]),
     ('ol', [items]), ('table', rows, headers), ('pre', lines) or, with `trees`, ('tree', label,
     proof) for every finding."""
     refs = References(result["citations"] | {k: c.fields for k, c in kb.citations.items()})
@@ -137,7 +137,7 @@ def build(result: dict, basis: list, kb, case, detail: str = "short", trees: boo
         for gap in line["missing_documentation"]:
             items.append(f"Missing documentation: {gap['text']}")
         heading = f"{line['code']} ({_name(line, kb)}) - {HEADLINES[line['determination']]}"
-        analysis.append(("p", heading))
+        analysis.append(("h3", heading))
         analysis.append(("ul", items))
         if trees:
             for f in line["findings"] + line["considerations"]:
@@ -195,7 +195,7 @@ def render_text(sections: list) -> str:
         out.append("=" * len(title) if i == 0 else "-" * len(title))
         for block in blocks:
             kind = block[0]
-            if kind == "p":
+            if kind in ("p", "h3"):
                 out.append(block[1])
             elif kind == "ul":
                 out += [f"- {item}" for item in block[1]]
@@ -220,6 +220,8 @@ def render_markdown(sections: list) -> str:
             kind = block[0]
             if kind == "p":
                 out.append(block[1] + "\n")
+            elif kind == "h3":
+                out.append(f"### {block[1]}\n")
             elif kind == "ul":
                 out += [f"- {item}" for item in block[1]] + [""]
             elif kind == "ol":
