@@ -238,12 +238,16 @@ def missing_documentation(kb, case: Case, chosen, base: set, ev: Evaluation, rul
         base_heads[d.rule.index].append(d.values)
     base_findings = {line: {(d.rule.id, d.values[2]) for d in ev.findings.get(line, [])} for line in heads}
 
+    base_sections = {}
+
     def delta(assignments):
         # Only the sections the assignments touch can change: compare their facts alone.
         variant_case = with_documented(case, assignments)
         add, remove = set(), set()
         for section in {path[0] for path, _value in assignments}:
-            before = {(f.pred, f.values) for f in section_facts(case, CASE_KEY, section)}
+            before = base_sections.get(section)
+            if before is None:
+                before = base_sections[section] = {(f.pred, f.values) for f in section_facts(case, CASE_KEY, section)}
             after = {(f.pred, f.values) for f in section_facts(variant_case, CASE_KEY, section)}
             add |= after - before
             remove |= before - after
