@@ -37,8 +37,11 @@ def show(value, case_key, names=None) -> str:
     return value
 
 
+_SLOT = re.compile(r"@\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
 def fill(template: str, env: dict, case_key, names=None) -> str:
-    return re.sub(r"@\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: show(env[m.group(1)], case_key, names), template)
+    return _SLOT.sub(lambda m: show(env[m.group(1)], case_key, names), template)
 
 
 def bind(args, values) -> dict:
@@ -57,7 +60,7 @@ def bind(args, values) -> dict:
 
 
 def ground(args, env) -> tuple:
-    return tuple(a.value if isinstance(a, Const) else env[a.name] for a in args)
+    return tuple([a.value if isinstance(a, Const) else env[a.name] for a in args])
 
 
 class Prover:

@@ -165,13 +165,16 @@ class RuleFile:
     rules: list
 
 
+_BARE = re.compile(r"[a-z][a-zA-Z0-9_]*")
+
+
 def render_value(value) -> str:
     """A constant as it is written in rule text: atoms bare, other strings quoted, ints plain."""
     if isinstance(value, int):
         return str(value)
     if isinstance(value, Var):
         return value.name
-    if re.fullmatch(r"[a-z][a-zA-Z0-9_]*", value) and value != "not":
+    if _BARE.fullmatch(value) and value != "not":
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
