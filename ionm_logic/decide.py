@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from . import policy as policies
+from .checks import DETERMINATIONS
 from .case import Case, case_facts, check_vocabulary, line_id, section_facts, undocumented_fields, with_documented
 from .errors import pointer
 from .proof import Prover, fill, ground
@@ -15,7 +16,6 @@ OUTPUT_SCHEMA = "ionm-logic/determination/v1"
 CASE_KEY = "case"
 # The predicates whose proofs a report shows as its anatomical basis, in this order.
 BASIS_PREDICATES = ("last_cord_level", "most_cranial_operated_level", "structure_at_risk")
-from .checks import DETERMINATIONS  # noqa: E402 - the output vocabulary, checked in the rules
 
 # What a provider is asked to document for each undocumented field.
 _ASK = {
@@ -51,15 +51,12 @@ class Evaluation:
     basis: list = field(default_factory=list)           # proofs of the anatomical basis
 
 
-def collect(kb, rules: list, table, key: str) -> Evaluation:
+def collect(kb, rules: list, prover, key: str) -> Evaluation:
     """Group every derivation of the report rules by line (findings, considerations) or case."""
     out = Evaluation()
     for rule in rules:
         role = kb.decls[rule.head.pred].role
-        names = rule.variables()
-        for row in table(rule):
-            env = dict(zip(names, row))
-            values = ground(rule.head.args, env)
+        for values, env in prover.derivations(rule):
             if values[0] != key:
                 continue
             d = Derivation(rule, env, values)
@@ -155,7 +152,7 @@ def explain_with_basis(kb, case: Case, *, payer: Optional[str] = None, as_of: Op
     line_ids = [line_id(i) for i in range(len(case.services))]
     with kb.case_facts(list(pointers)):
         prover = Prover(kb, CASE_KEY, pointers, chosen.pack)
-        ev = collect(kb, rules, prover.table, CASE_KEY)
+        ev = collect(kb, rules, prover, CASE_KEY)
         if proofs:
             for d in itertools.chain(*ev.findings.values(), *ev.considerations.values(), ev.observations):
                 d.proof = prover.derivation_node(d.rule, d.env)
@@ -164,7 +161,7 @@ def explain_with_basis(kb, case: Case, *, payer: Optional[str] = None, as_of: Op
                     ev.basis.append(prover.prove(pred, values))
         modalities = {line: m for _c, line, m in prover.derived("line_modality", CASE_KEY)}
         heads = {line: headline(ev.findings.get(line, []), ranks) for line in line_ids}
-        gaps = missing_documentation(kb, case, chosen, set(pointers), ev, rules, heads) if missing else {}
+        gaps = missing_documentation(kb, case, chosen, set(pointers), ev, rules, heads, ranks) if missing else {}
     lines = []
     for service, line in zip(case.services, line_ids):
         derivs = ev.findings.get(line, [])
@@ -222,7 +219,8 @@ def overall(lines: list, chosen) -> dict:
     return {"determination": det, "text": text}
 
 
-def missing_documentation(kb, case: Case, chosen, base: set, ev: Evaluation, rules: list, heads: dict) -> dict:
+def missing_documentation(kb, case: Case, chosen, base: set, ev: Evaluation, rules: list, heads: dict,
+                          ranks: dict) -> dict:
     """Per line, the undocumented fields (alone or in pairs) whose documentation would change its
     headline, found by re-deciding the case with each candidate value filled in.
 
@@ -231,7 +229,6 @@ def missing_documentation(kb, case: Case, chosen, base: set, ev: Evaluation, rul
     fields = undocumented_fields(case, count_limits(kb))
     if not fields:
         return {}
-    ranks = precedence(kb, chosen.pack)
     finding_rules = [r for r in rules if kb.decls[r.head.pred].role == "finding"]
     base_heads = {rule.index: [] for rule in finding_rules}
     for d in itertools.chain(*ev.findings.values()):

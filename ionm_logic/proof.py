@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from .kb import sort_key
-from .rulelang import Comparison, Const, render_atom, render_value
+from .rulelang import SLOT, Comparison, Const, render_atom, render_value
 
 _OP_SPELLING = {"<": "<", "<=": "=<", ">": ">", ">=": ">=", "==": "=", "!=": "!="}
 _COMPARE = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
@@ -37,11 +37,8 @@ def show(value, case_key, names=None) -> str:
     return value
 
 
-_SLOT = re.compile(r"@\(([A-Za-z_][A-Za-z0-9_]*)\)")
-
-
 def fill(template: str, env: dict, case_key, names=None) -> str:
-    return _SLOT.sub(lambda m: show(env[m.group(1)], case_key, names), template)
+    return SLOT.sub(lambda m: show(env[m.group(1)], case_key, names), template)
 
 
 def bind(args, values) -> dict:

@@ -8,8 +8,8 @@ from . import policy as policies
 from .case import case_facts, check_vocabulary, line_id
 from .decide import CASE_KEY, pointer_map
 from .errors import InputError
-from .proof import _OP_SPELLING, Prover, fill
-from .rulelang import Comparison, Const, Var, render_atom
+from .proof import _COMPARE, _OP_SPELLING, Prover, fill, show
+from .rulelang import SLOT, Comparison, Const, Var, render_atom, render_value
 
 WHY_NOT_SCHEMA = "ionm-logic/why-not/v1"
 MAX_ENVIRONMENTS = 64  # partial bindings followed per rule; plenty for one case
@@ -70,7 +70,8 @@ def why_not(kb, case, target: str, *, payer=None, as_of=None, source="") -> dict
 
 def _nearest_miss(kb, prover, rule, env0: dict, depth: int) -> dict:
     envs = [env0]
-    out = {"rule": rule.id, "text": _fill_known(rule.template, env0), "citations": list(rule.citations),
+    out = {"rule": rule.id, "text": _fill_known(rule.template, env0, kb.display_names),
+           "citations": list(rule.citations),
            "source": {"file": rule.file, "line": rule.line}}
     for position, item in enumerate(rule.body):
         survivors = []
@@ -152,7 +153,7 @@ def _satisfiers(kb, prover, atom, env, depth) -> list:
     if decl.role == "case":
         return [{"kind": "case", "text": "the case file recorded that "
                  + fill(decl.template, {p: (_value(a, env) if not (isinstance(a, Var) and a.name not in env) else p)
-                                        for p, a in zip(decl.params, atom.args)}, CASE_KEY)}]
+                                        for p, a in zip(decl.params, atom.args)}, CASE_KEY, kb.display_names)}]
     out = []
     if any(f.atom.pred == atom.pred for f in kb.facts):
         # The nearest facts: those that differ from the literal in one argument.
@@ -180,7 +181,7 @@ def _satisfiers(kb, prover, atom, env, depth) -> list:
                 matches = False
         if not matches:
             continue
-        entry = {"kind": "rule", "rule": rule.id, "text": _fill_known(rule.template, head_env),
+        entry = {"kind": "rule", "rule": rule.id, "text": _fill_known(rule.template, head_env, kb.display_names),
                  "citations": list(rule.citations), "source": {"file": rule.file, "line": rule.line}}
         if depth + 1 < MAX_DEPTH:
             miss = _nearest_miss(kb, prover, rule, head_env, depth + 1)
@@ -190,14 +191,9 @@ def _satisfiers(kb, prover, atom, env, depth) -> list:
     return out
 
 
-def _fill_known(template: str, env: dict) -> str:
+def _fill_known(template: str, env: dict, names: dict) -> str:
     """A template with the slots whose values are known filled, the others left as names."""
-    import re
-
-    from .proof import show
-
-    return re.sub(r"@\(([A-Za-z_][A-Za-z0-9_]*)\)",
-                  lambda m: show(env[m.group(1)], CASE_KEY) if m.group(1) in env else m.group(1), template)
+    return SLOT.sub(lambda m: show(env[m.group(1)], CASE_KEY, names) if m.group(1) in env else m.group(1), template)
 
 
 def _value(term, env):
@@ -210,16 +206,13 @@ def _show(term, env) -> str:
 
 
 def _render(value) -> str:
-    from .rulelang import render_value
-
     return value.name if isinstance(value, Var) else render_value(value)
 
 
 def _compare(op, left, right) -> bool:
     try:
-        return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right,
-                "==": left == right, "!=": left != right}[op]
-    except TypeError:
+        return _COMPARE[op](left, right)
+    except TypeError:  # an unbound variable, or an int against a string
         return False
 
 
