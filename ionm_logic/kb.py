@@ -38,10 +38,11 @@ REPORT_BASIS = ("line_modality", "last_cord_level", "most_cranial_operated_level
 
 
 def _cache_path(digest: str) -> Optional[Path]:
-    base = os.environ.get("IONM_LOGIC_CACHE") or os.environ.get("XDG_CACHE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".cache")
-    if os.environ.get("IONM_LOGIC_CACHE") == "off":
+    """Where parsed rules are kept: $IONM_LOGIC_CACHE (a folder, or "off"), else the user cache."""
+    chosen = os.environ.get("IONM_LOGIC_CACHE")
+    if chosen == "off":
         return None
+    base = chosen or os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "ionm-logic" / f"rules-v{_CACHE_VERSION}-{digest}.pickle"
 
 
