@@ -161,7 +161,7 @@ def explain_with_basis(kb, case: Case, *, payer: Optional[str] = None, as_of: Op
                     ev.basis.append(prover.prove(pred, values))
         modalities = {line: m for _c, line, m in prover.derived("line_modality", CASE_KEY)}
         heads = {line: headline(ev.findings.get(line, []), ranks) for line in line_ids}
-        gaps = missing_documentation(kb, case, chosen, set(pointers), ev, rules, heads, ranks) if missing else {}
+        gaps = missing_documentation(kb, case, chosen, set(pointers), ev, rules, heads, ranks, prover) if missing else {}
     lines = []
     for service, line in zip(case.services, line_ids):
         derivs = ev.findings.get(line, [])
@@ -220,7 +220,7 @@ def overall(lines: list, chosen) -> dict:
 
 
 def missing_documentation(kb, case: Case, chosen, base: set, ev: Evaluation, rules: list, heads: dict,
-                          ranks: dict) -> dict:
+                          ranks: dict, prover) -> dict:
     """Per line, the undocumented fields (alone or in pairs) whose documentation would change its
     headline, found by re-deciding the case with each candidate value filled in.
 
@@ -262,11 +262,14 @@ def missing_documentation(kb, case: Case, chosen, base: set, ev: Evaluation, rul
                     per_line[values[1]].add((rule.id, values[2]))
         return per_line
 
-    def evaluate_rules(rules_to_ask, add, remove):
+    def base_answers(pred):
+        return prover.derived(pred, CASE_KEY)
+
+    def evaluate_rules(rules_to_ask, add, remove, touched):
         if not rules_to_ask:
             return {}
         with kb.fact_delta(add, remove):
-            tables = kb.tables_for(rules_to_ask)
+            tables = kb.variant_tables(rules_to_ask, touched, base_answers)
         return {rule.index: heads_of(rule, tables[rule.index]) for rule in rules_to_ask}
 
     def headlines(per_line):
@@ -280,7 +283,7 @@ def missing_documentation(kb, case: Case, chosen, base: set, ev: Evaluation, rul
             add, remove, changed = delta([(path, value)])
             touched = kb.touched_rules(changed)
             affected = [rule for rule in finding_rules if rule.index in touched]
-            rule_heads = evaluate_rules(affected, add, remove)
+            rule_heads = evaluate_rules(affected, add, remove, touched)
             per_line = per_line_of(rule_heads)
             singles[(path, value)] = headlines(per_line)
             single_heads[(path, value)] = rule_heads
@@ -298,8 +301,8 @@ def missing_documentation(kb, case: Case, chosen, base: set, ev: Evaluation, rul
                     if rule.index in changed_by[(p1, v1)] and rule.index in changed_by[(p2, v2)]]
             rule_heads = {**single_heads[(p1, v1)], **single_heads[(p2, v2)]}
             if both:
-                add, remove, _changed = delta([(p1, v1), (p2, v2)])
-                rule_heads.update(evaluate_rules(both, add, remove))
+                add, remove, changed = delta([(p1, v1), (p2, v2)])
+                rule_heads.update(evaluate_rules(both, add, remove, kb.touched_rules(changed)))
             pairs[((p1, v1), (p2, v2))] = headlines(per_line_of(rule_heads))
 
     out = {}

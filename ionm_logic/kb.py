@@ -204,6 +204,8 @@ class KnowledgeBase:
         self._literal_index = None
         self._users = {}
         self._unions = {}
+        self._variants = {}
+        self._frozen = {}  # pred -> the engine clauses of its base answers for the current case
         self._answers = {}  # answers of predicates no case fact reaches
         self._logic = None
         self._thread = None
@@ -245,21 +247,22 @@ class KnowledgeBase:
         self._logic = Logic(True)
         self._thread = threading.get_ident()
 
-    def _compiled_body(self, rule) -> list:
+    def _compiled_body(self, rule, engine_name=_pyname) -> list:
         """The rule's body as engine literals. Evaluation is top-down, left to right: bind with
-        the positive literals first, then compare and negate bound values."""
+        the positive literals first, then compare and negate bound values. `engine_name` maps a
+        body predicate to the engine predicate that answers it."""
         ordered = ([i for i in rule.body if isinstance(i, Literal) and not i.negated]
                    + [i for i in rule.body if isinstance(i, Comparison)]
                    + [i for i in rule.body if isinstance(i, Literal) and i.negated])
-        return [self._compile_item(item) for item in ordered]
+        return [self._compile_item(item, engine_name) for item in ordered]
 
     @staticmethod
     def _term(arg):
         return pyEngine.Var(arg.name) if isinstance(arg, Var) else pyEngine.Term_of(encode(arg.value))
 
-    def _compile_item(self, item):
+    def _compile_item(self, item, engine_name=_pyname):
         if isinstance(item, Literal):
-            name = ("~" if item.negated else "") + _pyname(item.atom.pred)
+            name = ("~" if item.negated else "") + engine_name(item.atom.pred)
             return pyEngine.Literal(name, [self._term(a) for a in item.atom.args])
         return pyEngine.Literal(item.op, [self._term(item.left), self._term(item.right)])
 
@@ -269,6 +272,8 @@ class KnowledgeBase:
             self._global_tables.clear()
             self._rule_queries.clear()
             self._unions.clear()
+            self._variants.clear()
+            self._frozen.clear()
             self._compile()
 
     # --- queries ------------------------------------------------------------------
@@ -363,6 +368,79 @@ class KnowledgeBase:
             tables[index] = sorted(set(rows), key=sort_key)
         return tables
 
+    def variant_tables(self, rules: list, touched: frozenset, base_answers, case_key: str = "case") -> dict:
+        """Witness tables of case-dependent rules after the case facts changed (fact_delta),
+        re-deriving only what the change reaches.
+
+        `touched` holds the indexes of the rules whose answers the change may alter
+        (touched_rules); every other derived predicate keeps the answers it had for the case,
+        `base_answers(pred)`, which are asserted as facts of a frozen copy of the predicate (once
+        per case) and read instead of its rules. A rule the change cannot reach gives the same
+        answers over the same facts, so the tables equal those of tables_for, without
+        re-deriving the anatomy, lines and procedure under every variant of one case."""
+        self._activate()
+        touched_preds = frozenset(self.rules[i].head.pred for i in touched)
+        key = (tuple(r.index for r in rules), touched_preds)
+        compiled = self._variants.get(key)
+        if compiled is None:
+            compiled = self._variants[key] = self._compile_variant(rules, touched_preds)
+        name, frozen = compiled
+        for pred in frozen:
+            if pred not in self._frozen:
+                clauses = [pyEngine.Clause(pyEngine.Literal(f"ionm_frozen_{pred}", [pyEngine.Term_of(encode(v)) for v in row]), [])
+                           for row in base_answers(pred)]
+                for clause in clauses:
+                    pyEngine.assert_(clause)
+                self._frozen[pred] = clauses
+        query = pyEngine.Literal(name, [pyEngine.Var("K"), pyEngine.Term_of(encode(case_key)),
+                                        *[pyEngine.Var(f"W{i}") for i in range(self._width)]])
+        tables = {rule.index: [] for rule in rules}
+        for row in query.ask() or ():
+            index = row[0]
+            width = len(self.rules[index].variables())
+            tables[index].append(tuple(decode(v) for v in row[2:2 + width]))
+        for index, rows in tables.items():
+            tables[index] = sorted(set(rows), key=sort_key)
+        return tables
+
+    def _compile_variant(self, rules: list, touched_preds: frozenset) -> tuple:
+        """The union predicate of `rules` for one set of touched predicates, and the derived
+        predicates it reads frozen. Touched predicates get their own copy of every rule that
+        defines them, compiled the same way."""
+        number = len(self._variants)
+        frozen, copied, todo = set(), set(), []
+
+        def engine_name(pred):
+            if pred in touched_preds:
+                if pred not in copied:
+                    copied.add(pred)
+                    todo.append(pred)
+                return f"ionm_v{number}_{pred}"
+            if pred in self.case_dependent and pred in self.rules_by_head:
+                frozen.add(pred)
+                return f"ionm_frozen_{pred}"
+            return _pyname(pred)
+
+        name = f"ionm_variant_{number}"
+        for rule in rules:
+            variables = [pyEngine.Var(v) for v in rule.variables()]
+            padding = [pyEngine.Term_of(encode(""))] * (self._width - len(variables))
+            head = pyEngine.Literal(name, [pyEngine.Term_of(rule.index), self._term(rule.head.args[0]),
+                                           *variables, *padding])
+            _add_clause(head, self._compiled_body(rule, engine_name))
+        while todo:
+            pred = todo.pop()
+            for rule in self.rules_by_head[pred]:
+                head = pyEngine.Literal(f"ionm_v{number}_{pred}", [self._term(a) for a in rule.head.args])
+                _add_clause(head, self._compiled_body(rule, engine_name))
+        for pred in sorted(frozen):
+            # Define the frozen copy, so that a case with no answers for it reads "none".
+            placeholder = pyEngine.Clause(pyEngine.Literal(
+                f"ionm_frozen_{pred}", [pyEngine.Term_of(encode("\0undefined"))] * self.decls[pred].arity), [])
+            pyEngine.assert_(placeholder)
+            pyEngine.retract(placeholder)
+        return name, frozenset(frozen)
+
     @staticmethod
     def _gate(rule):
         """The pack a rule's applies_policy(...) literal names, if any."""
@@ -451,6 +529,10 @@ class KnowledgeBase:
             self._activate()
             for clause in asserted:
                 pyEngine.retract(clause)
+            for clauses in self._frozen.values():
+                for clause in clauses:
+                    pyEngine.retract(clause)
+            self._frozen.clear()
 
     @contextmanager
     def fact_delta(self, add, remove):

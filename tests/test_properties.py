@@ -155,3 +155,51 @@ def test_moving_every_operated_level_cranially_never_removes_cord_risk(kb, doc, 
                                           key=LEVELS.index)
     if cord_at_risk(doc):
         assert cord_at_risk(moved)
+
+
+def _brute_force_gaps(kb, case):
+    """missing_documentation as its definition reads: decide the whole case again with each
+    undocumented field filled in, alone and in pairs; keep the changes no single value of the
+    pair makes on its own. No shortcut of decide.py is used."""
+    import itertools
+
+    from ionm_logic.case import undocumented_fields, with_documented
+    from ionm_logic.decide import count_limits, explain
+
+    def headlines(c):
+        return [l["determination"] for l in explain(kb, c, missing=False, proofs=False)["lines"]]
+
+    base = headlines(case)
+    fields = undocumented_fields(case, count_limits(kb))
+    singles = {(p, v): headlines(with_documented(case, [(p, v)])) for p, values in fields for v in values}
+    gaps = [set() for _ in base]
+    for (path, value), heads in singles.items():
+        for i, head in enumerate(heads):
+            if head != base[i]:
+                gaps[i].add(((path,), head))
+    for (p1, c1), (p2, c2) in itertools.combinations(fields, 2):
+        for v1, v2 in itertools.product(c1, c2):
+            heads = headlines(with_documented(case, [(p1, v1), (p2, v2)]))
+            for i, head in enumerate(heads):
+                if head not in (base[i], singles[(p1, v1)][i], singles[(p2, v2)][i]):
+                    gaps[i].add(((p1, p2), head))
+    return gaps
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=cases(), payer=st.sampled_from(["commercial-reference", "cms-lcd-l34623", "anthem-cg-surg-104"]))
+def test_missing_documentation_is_what_re_deciding_the_whole_case_finds(kb, doc, payer):
+    from ionm_logic.case import parse_case
+    from ionm_logic.decide import explain
+
+    doc["payer"] = payer
+    case = parse_case(json.dumps(doc))
+    out = explain(kb, case)
+    found = []
+    for line in out["lines"]:
+        entries = set()
+        for gap in line["missing_documentation"]:
+            paths = tuple(tuple(f["pointer"].strip("/").split("/")) for f in gap["fields"])
+            entries.add((paths, gap["would_become"]))
+        found.append(entries)
+    assert found == _brute_force_gaps(kb, case)
