@@ -34,11 +34,12 @@ def batch(path: Path, jobs: int, out: Path) -> float:
 
 def in_process(path: Path, limit: int):
     sys.path.insert(0, str(ROOT))
-    from ionm_logic.api import knowledge_base
+    from ionm_logic.api import knowledge_base, tune_memory_for_many_cases
     from ionm_logic.case import parse_case
     from ionm_logic.decide import explain
 
     kb = knowledge_base()
+    tune_memory_for_many_cases()  # as a batch worker does
     cases = [parse_case(line) for line in path.read_bytes().splitlines()[:limit]]
     for case in cases[:50]:
         explain(kb, case)
@@ -57,6 +58,7 @@ def peak_rss(path: Path, out: Path):
     """Peak RSS (MB) of the batch process (its VmHWM), and its RSS sampled at each tenth of the run."""
     proc = subprocess.Popen(CLI + ["batch", str(path), "-o", str(out)], stderr=subprocess.DEVNULL)
     samples, peak = [], 0.0
+    time.sleep(1.0)  # the first sample is taken once the interpreter has started
     while proc.poll() is None:
         try:
             with open(f"/proc/{proc.pid}/status") as fh:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import gc
 import json
 from pathlib import Path
 from typing import Optional
@@ -24,6 +25,18 @@ def knowledge_base(rule_dirs=()) -> KnowledgeBase:
     if kb is None:
         kb = _KB_CACHE[key] = KnowledgeBase(rule_dirs)
     return kb
+
+
+def tune_memory_for_many_cases() -> None:
+    """Set this process's cyclic garbage collector for deciding many cases on loaded rules.
+
+    The loaded rules live as long as the process: frozen, they are out of the collector's
+    reach, where every full collection would otherwise re-walk them (measured: a quarter of a
+    case's time). The engine allocates many short-lived objects per case; a larger first
+    generation collects them in fewer passes. Memory stays flat: cycles are still collected."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 def read_case(path: str):

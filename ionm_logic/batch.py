@@ -95,9 +95,10 @@ _WORKER = {}
 
 
 def _init_worker(options: Options) -> None:
-    from .api import knowledge_base, parse_date
+    from .api import knowledge_base, parse_date, tune_memory_for_many_cases
 
     _WORKER["kb"] = knowledge_base(options.rule_dirs)
+    tune_memory_for_many_cases()
     _WORKER["as_of"] = parse_date(options.as_of)
     _WORKER["options"] = options
 
