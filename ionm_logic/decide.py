@@ -233,7 +233,6 @@ def missing_documentation(kb, case: Case, chosen, base: set, ev: Evaluation, rul
     base_heads = {rule.index: [] for rule in finding_rules}
     for d in itertools.chain(*ev.findings.values()):
         base_heads[d.rule.index].append(d.values)
-    base_findings = {line: {(d.rule.id, d.values[2]) for d in ev.findings.get(line, [])} for line in heads}
 
     base_sections = {}
 
@@ -262,41 +261,38 @@ def missing_documentation(kb, case: Case, chosen, base: set, ev: Evaluation, rul
                     per_line[values[1]].add((rule.id, values[2]))
         return per_line
 
-    def base_answers(pred):
-        return prover.derived(pred, CASE_KEY)
+    base_tables = prover.case_tables()
 
     def evaluate_rules(rules_to_ask, add, remove, touched):
         if not rules_to_ask:
             return {}
         with kb.fact_delta(add, remove):
-            tables = kb.variant_tables(rules_to_ask, touched, base_answers)
+            tables = kb.variant_tables(rules_to_ask, touched, chosen.pack, base_tables)
         return {rule.index: heads_of(rule, tables[rule.index]) for rule in rules_to_ask}
 
     def headlines(per_line):
         return {line: _rank_min((det for _r, det in found), ranks) for line, found in per_line.items()}
 
     # Singles: re-ask only the finding rules that depend on the facts a value changes.
-    singles, single_heads, changed_by, moving = {}, {}, {}, []
+    singles, single_heads, changed_by = {}, {}, {}
     for path, candidates in fields:
-        moved = False
         for value in candidates:
             add, remove, changed = delta([(path, value)])
             touched = kb.touched_rules(changed)
             affected = [rule for rule in finding_rules if rule.index in touched]
             rule_heads = evaluate_rules(affected, add, remove, touched)
-            per_line = per_line_of(rule_heads)
-            singles[(path, value)] = headlines(per_line)
+            singles[(path, value)] = headlines(per_line_of(rule_heads))
             single_heads[(path, value)] = rule_heads
             changed_by[(path, value)] = {rule.index for rule in affected}
-            moved = moved or per_line != base_findings
-        if moved:
-            moving.append((path, candidates))
     # Pairs: a rule that depends on neither field keeps its base answer and one that depends
     # on one of them keeps that single's answer (Datalog: a rule's answers depend only on the
-    # facts it depends on); only rules depending on both are asked again.
+    # facts it depends on); only rules depending on both are asked again. A value that no
+    # finding rule depends on leaves the pair deciding as the other value alone: never minimal.
     pairs = {}
-    for (p1, c1), (p2, c2) in itertools.combinations(moving, 2):
+    for (p1, c1), (p2, c2) in itertools.combinations(fields, 2):
         for v1, v2 in itertools.product(c1, c2):
+            if not changed_by[(p1, v1)] or not changed_by[(p2, v2)]:
+                continue
             both = [rule for rule in finding_rules
                     if rule.index in changed_by[(p1, v1)] and rule.index in changed_by[(p2, v2)]]
             rule_heads = {**single_heads[(p1, v1)], **single_heads[(p2, v2)]}

@@ -205,6 +205,7 @@ class KnowledgeBase:
         self._users = {}
         self._unions = {}
         self._variants = {}
+        self._pack_indexes = {}
         self._frozen = {}  # pred -> the engine clauses of its base answers for the current case
         self._answers = {}  # answers of predicates no case fact reaches
         self._logic = None
@@ -368,30 +369,34 @@ class KnowledgeBase:
             tables[index] = sorted(set(rows), key=sort_key)
         return tables
 
-    def variant_tables(self, rules: list, touched: frozenset, base_answers, case_key: str = "case") -> dict:
+    def variant_tables(self, rules: list, touched: frozenset, pack: str, base_tables: dict,
+                       case_key: str = "case") -> dict:
         """Witness tables of case-dependent rules after the case facts changed (fact_delta),
         re-deriving only what the change reaches.
 
         `touched` holds the indexes of the rules whose answers the change may alter
-        (touched_rules); every other derived predicate keeps the answers it had for the case,
-        `base_answers(pred)`, which are asserted as facts of a frozen copy of the predicate (once
-        per case) and read instead of its rules. A rule the change cannot reach gives the same
-        answers over the same facts, so the tables equal those of tables_for, without
-        re-deriving the anatomy, lines and procedure under every variant of one case."""
+        (touched_rules). Every other rule keeps the answers it has in `base_tables` (the case's
+        tables under `pack`, from case_tables): they are asserted once per case as facts of
+        frozen predicates and read instead of re-deriving them. A rule the change cannot reach
+        gives the same answers over the same facts, so the tables equal those tables_for would
+        give, without re-deriving the anatomy, lines and procedure under every variant."""
         self._activate()
-        touched_preds = frozenset(self.rules[i].head.pred for i in touched)
-        key = (tuple(r.index for r in rules), touched_preds)
+        key = (tuple(r.index for r in rules), touched, pack)
         compiled = self._variants.get(key)
         if compiled is None:
-            compiled = self._variants[key] = self._compile_variant(rules, touched_preds)
+            compiled = self._variants[key] = self._compile_variant(rules, touched, pack)
         name, frozen = compiled
-        for pred in frozen:
-            if pred not in self._frozen:
-                clauses = [pyEngine.Clause(pyEngine.Literal(f"ionm_frozen_{pred}", [pyEngine.Term_of(encode(v)) for v in row]), [])
-                           for row in base_answers(pred)]
-                for clause in clauses:
-                    pyEngine.assert_(clause)
-                self._frozen[pred] = clauses
+        for engine_pred, kept in frozen:
+            if engine_pred in self._frozen:
+                continue
+            tuples = set()
+            for rule in kept:
+                tuples.update(self._head_tuples(rule, base_tables[rule.index]))
+            clauses = [pyEngine.Clause(pyEngine.Literal(engine_pred, [pyEngine.Term_of(encode(v)) for v in row]), [])
+                       for row in sorted(tuples, key=sort_key)]
+            for clause in clauses:
+                pyEngine.assert_(clause)
+            self._frozen[engine_pred] = clauses
         query = pyEngine.Literal(name, [pyEngine.Var("K"), pyEngine.Term_of(encode(case_key)),
                                         *[pyEngine.Var(f"W{i}") for i in range(self._width)]])
         tables = {rule.index: [] for rule in rules}
@@ -403,23 +408,40 @@ class KnowledgeBase:
             tables[index] = sorted(set(rows), key=sort_key)
         return tables
 
-    def _compile_variant(self, rules: list, touched_preds: frozenset) -> tuple:
-        """The union predicate of `rules` for one set of touched predicates, and the derived
-        predicates it reads frozen. Touched predicates get their own copy of every rule that
-        defines them, compiled the same way."""
+    @staticmethod
+    def _head_tuples(rule, rows) -> set:
+        names = rule.variables()
+        picks = [(True, a.value) if isinstance(a, Const) else (False, names.index(a.name)) for a in rule.head.args]
+        return {tuple([value if const else row[value] for const, value in picks]) for row in rows}
+
+    def _compile_variant(self, rules: list, touched: frozenset, pack: str) -> tuple:
+        """The union predicate of `rules` under one set of touched rules, and the frozen
+        predicates it reads: (engine name, the rules whose base answers it holds).
+
+        A derived predicate no touched rule defines is read whole from its frozen copy; one that
+        a touched rule defines gets its own predicate: the touched rules, compiled the same way,
+        plus the frozen answers of its untouched rules. Rules of another pack are left out: they
+        have no answers for a case under `pack` (applies_policy names one pack per case)."""
         number = len(self._variants)
-        frozen, copied, todo = set(), set(), []
+        frozen, copied, todo = {}, set(), []
+
+        def usable(pred):
+            found = [r for r in self.rules_by_head[pred] if self._gate(r) in (None, pack)]
+            for rule in found:
+                if rule.index not in self._pack_index(pack):
+                    raise RuntimeError(f"rule {rule.id} is not among the rules a decision under {pack} evaluates")
+            return found
 
         def engine_name(pred):
-            if pred in touched_preds:
+            if pred not in self.case_dependent or pred not in self.rules_by_head:
+                return _pyname(pred)
+            if any(r.index in touched for r in self.rules_by_head[pred]):
                 if pred not in copied:
                     copied.add(pred)
                     todo.append(pred)
                 return f"ionm_v{number}_{pred}"
-            if pred in self.case_dependent and pred in self.rules_by_head:
-                frozen.add(pred)
-                return f"ionm_frozen_{pred}"
-            return _pyname(pred)
+            frozen.setdefault(f"ionm_frozen_{pred}", (pred, tuple(usable(pred))))
+            return f"ionm_frozen_{pred}"
 
         name = f"ionm_variant_{number}"
         for rule in rules:
@@ -430,16 +452,34 @@ class KnowledgeBase:
             _add_clause(head, self._compiled_body(rule, engine_name))
         while todo:
             pred = todo.pop()
-            for rule in self.rules_by_head[pred]:
-                head = pyEngine.Literal(f"ionm_v{number}_{pred}", [self._term(a) for a in rule.head.args])
-                _add_clause(head, self._compiled_body(rule, engine_name))
-        for pred in sorted(frozen):
-            # Define the frozen copy, so that a case with no answers for it reads "none".
+            kept = tuple(r for r in usable(pred) if r.index not in touched)
+            arguments = [pyEngine.Var(f"A{i}") for i in range(self.decls[pred].arity)]
+            if kept:
+                frozen[f"ionm_v{number}_kept_{pred}"] = (pred, kept)
+                _add_clause(pyEngine.Literal(f"ionm_v{number}_{pred}", arguments),
+                            [pyEngine.Literal(f"ionm_v{number}_kept_{pred}", arguments)])
+            for rule in usable(pred):
+                if rule.index in touched:
+                    head = pyEngine.Literal(f"ionm_v{number}_{pred}", [self._term(a) for a in rule.head.args])
+                    _add_clause(head, self._compiled_body(rule, engine_name))
+        for engine_pred, (pred, _kept) in sorted(frozen.items()):
+            # Define every frozen predicate, so that a case with no answers for it reads "none".
             placeholder = pyEngine.Clause(pyEngine.Literal(
-                f"ionm_frozen_{pred}", [pyEngine.Term_of(encode("\0undefined"))] * self.decls[pred].arity), [])
+                engine_pred, [pyEngine.Term_of(encode("\0undefined"))] * self.decls[pred].arity), [])
             pyEngine.assert_(placeholder)
             pyEngine.retract(placeholder)
-        return name, frozenset(frozen)
+        for pred in sorted(copied):
+            placeholder = pyEngine.Clause(pyEngine.Literal(
+                f"ionm_v{number}_{pred}", [pyEngine.Term_of(encode("\0undefined"))] * self.decls[pred].arity), [])
+            pyEngine.assert_(placeholder)
+            pyEngine.retract(placeholder)
+        return name, tuple((engine_pred, kept) for engine_pred, (_pred, kept) in sorted(frozen.items()))
+
+    def _pack_index(self, pack: str) -> frozenset:
+        found = self._pack_indexes.get(pack)
+        if found is None:
+            found = self._pack_indexes[pack] = frozenset(r.index for r in self._pack_rules[pack][1])
+        return found
 
     @staticmethod
     def _gate(rule):

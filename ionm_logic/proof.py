@@ -72,12 +72,16 @@ class Prover:
         self.memo = {}
         self.shared = kb.proof_memo
 
+    def case_tables(self) -> dict:
+        """rule index -> witness rows of every rule a decision under the pack can use."""
+        if not self.tables and self.pack is not None:
+            self.tables = self.kb.case_tables(self.pack)
+        return self.tables
+
     def table(self, rule) -> list:
         if rule.head.pred not in self.kb.case_dependent:
             return self.kb.rule_table(rule)
-        if not self.tables and self.pack is not None:
-            self.tables = self.kb.case_tables(self.pack)
-        rows = self.tables.get(rule.index)
+        rows = self.case_tables().get(rule.index)
         if rows is None:  # a rule outside the pack's set, e.g. asked for by a query
             rows = self.tables[rule.index] = self.kb.rule_table(rule)
         return rows

@@ -128,3 +128,27 @@ def test_detail_full_prints_proof_trees():
     full = run("explain", REFERENCE, "--detail", "full").output
     assert "Proof of CR-CORD-PATHWAY-ABSENT:" in full and "Proof of" not in short
     assert "(rules/anatomy.dl:" in full and "(/procedure/levels/0)" in full
+
+
+def test_under_medicare_an_l5_s1_fusion_needs_both_myelopathy_and_a_tethered_cord_documented_for_ssep(kb):
+    """L34623 covers SSEP for a covered indication (myelopathy) with the spinal cord at risk; at
+    L5-S1 the cord is at risk only if it is tethered below its usual end (domain.md §1). With
+    neither documented, no single field changes the headline: only the pair does, so the search
+    must try pairs of fields whose values each reach a finding rule, even when neither alone
+    moves a finding's determination."""
+    from conftest import decide
+
+    doc = {
+        "schema": "ionm-logic/case/v1", "case_id": "pair", "payer": "cms-lcd-l34623", "date_of_service": "2023-09-12",
+        "procedure": {"kind": "fusion", "region": "spine", "levels": ["L5", "S1"], "approaches": ["anterior"]},
+        "clinical": {"myelopathy": None, "radiculopathy": True, "tethered_cord": None},
+        "monitoring": {"setting": "in_room", "professional": {"member_of_surgical_team": False, "real_time": True,
+                                                              "concurrent_cases": 1}},
+        "services": [{"code": "95938", "units": 3}],
+    }
+    line = decide(kb, doc)["lines"][0]
+    assert line["determination"] == "not_medically_necessary"
+    gaps = [({f["pointer"]: f["value"] for f in g["fields"]}, g["would_become"]) for g in line["missing_documentation"]]
+    assert gaps == [({"/clinical/myelopathy": True, "/clinical/tethered_cord": True}, "medically_necessary")]
+    doc["clinical"].update(myelopathy=True, tethered_cord=True)
+    assert decide(kb, doc)["lines"][0]["determination"] == "medically_necessary"
