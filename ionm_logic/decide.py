@@ -161,7 +161,7 @@ def explain_with_basis(kb, case: Case, *, payer: Optional[str] = None, as_of: Op
                     ev.basis.append(prover.prove(pred, values))
         modalities = {line: m for _c, line, m in prover.derived("line_modality", CASE_KEY)}
         heads = {line: headline(ev.findings.get(line, []), ranks) for line in line_ids}
-        gaps = missing_documentation(kb, case, chosen, set(pointers), ev, rules, heads, ranks, prover) if missing else {}
+        gaps = missing_documentation(kb, case, chosen, ev, rules, heads, ranks, prover) if missing else {}
     lines = []
     for service, line in zip(case.services, line_ids):
         derivs = ev.findings.get(line, [])
@@ -219,8 +219,8 @@ def overall(lines: list, chosen) -> dict:
     return {"determination": det, "text": text}
 
 
-def missing_documentation(kb, case: Case, chosen, base: set, ev: Evaluation, rules: list, heads: dict,
-                          ranks: dict, prover) -> dict:
+def missing_documentation(kb, case: Case, chosen, ev: Evaluation, rules: list, heads: dict, ranks: dict,
+                          prover) -> dict:
     """Per line, the undocumented fields (alone or in pairs) whose documentation would change its
     headline, found by re-deciding the case with each candidate value filled in.
 

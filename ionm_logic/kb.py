@@ -134,6 +134,14 @@ def _add_clause(head, body: list) -> None:
         raise RuntimeError(f"the Datalog engine refused the clause for {head.pred.name}")
 
 
+def _define(engine_pred: str, arity: int) -> None:
+    """Make the engine know a predicate that may have no clauses, so that querying or negating
+    it answers "no" instead of raising "Predicate without definition"."""
+    placeholder = pyEngine.Clause(pyEngine.Literal(engine_pred, [pyEngine.Term_of(encode("\0undefined"))] * arity), [])
+    pyEngine.assert_(placeholder)
+    pyEngine.retract(placeholder)
+
+
 def _engine_fact(pred: str, encoded: list):
     """The engine clause of a ground fact, built with pyDatalog's engine API: what
     pyDatalog.assert_fact builds, without re-wrapping every value in parser objects."""
@@ -203,10 +211,9 @@ class KnowledgeBase:
         self._touched = {}
         self._literal_index = None
         self._users = {}
-        self._unions = {}
         self._variants = {}
         self._pack_indexes = {}
-        self._frozen = {}  # pred -> the engine clauses of its base answers for the current case
+        self._frozen = {}  # frozen engine predicate -> the clauses of its answers for the current case
         self._answers = {}  # answers of predicates no case fact reaches
         self._logic = None
         self._thread = None
@@ -220,11 +227,7 @@ class KnowledgeBase:
         builds from Python expressions, without any text being parsed or evaluated."""
         Logic()  # a fresh engine for this thread
         for name, decl in self.decls.items():
-            # Define every declared predicate, so that querying or negating one that has no
-            # clauses yet answers "no" instead of raising "Predicate without definition".
-            placeholder = _engine_fact(name, [encode("\0undefined")] * decl.arity)
-            pyEngine.assert_(placeholder)
-            pyEngine.retract(placeholder)
+            _define(_pyname(name), decl.arity)
         for fact in self.facts:
             pyEngine.assert_(_engine_fact(fact.atom.pred, [encode(a.value) for a in fact.atom.args]))
         for rule in self.rules:
@@ -272,7 +275,6 @@ class KnowledgeBase:
         if current is not self._logic or self._thread != threading.get_ident():
             self._global_tables.clear()
             self._rule_queries.clear()
-            self._unions.clear()
             self._variants.clear()
             self._frozen.clear()
             self._compile()
@@ -335,9 +337,11 @@ class KnowledgeBase:
     def case_tables(self, pack: str, case_key: str = "case") -> dict:
         """The witness table of every rule `pack_rules(pack)` names, for one case's facts, in
         one ask."""
-        return self.tables_for(self._pack_rules[pack][1], self._pack_rules[pack][0], case_key)
+        self._activate()
+        name, rules = self._pack_rules[pack]
+        return self._ask_union(name, rules, case_key)
 
-    def _add_union(self, name: str, rules: list) -> None:
+    def _add_union(self, name: str, rules: list, engine_name=_pyname) -> None:
         """name(RuleIndex, Case, Witness..., padding) for each rule: asked with Case bound, the
         binding reaches every rule body, so each subgoal is called in one pattern and tabled
         once (a rule derived from case facts takes Case as its first argument)."""
@@ -346,18 +350,10 @@ class KnowledgeBase:
             padding = [pyEngine.Term_of(encode(""))] * (self._width - len(variables))
             head = pyEngine.Literal(name, [pyEngine.Term_of(rule.index), self._term(rule.head.args[0]),
                                            *variables, *padding])
-            _add_clause(head, self._compiled_body(rule))
+            _add_clause(head, self._compiled_body(rule, engine_name))
 
-    def tables_for(self, rules: list, name: Optional[str] = None, case_key: str = "case") -> dict:
-        """Witness tables of several case-dependent rules for one case, in one ask of a
-        predicate that unions them (made on first use for a new set of rules, then kept)."""
-        self._activate()
-        key = tuple(r.index for r in rules)
-        if name is None:
-            name = self._unions.get(key)
-            if name is None:
-                name = self._unions[key] = f"ionm_union_{len(self._unions)}"
-                self._add_union(name, rules)
+    def _ask_union(self, name: str, rules: list, case_key: str) -> dict:
+        """Witness tables of the rules a union predicate (_add_union) holds, for one case."""
         query = pyEngine.Literal(name, [pyEngine.Var("K"), pyEngine.Term_of(encode(case_key)),
                                         *[pyEngine.Var(f"W{i}") for i in range(self._width)]])
         tables = {rule.index: [] for rule in rules}
@@ -378,7 +374,7 @@ class KnowledgeBase:
         (touched_rules). Every other rule keeps the answers it has in `base_tables` (the case's
         tables under `pack`, from case_tables): they are asserted once per case as facts of
         frozen predicates and read instead of re-deriving them. A rule the change cannot reach
-        gives the same answers over the same facts, so the tables equal those tables_for would
+        gives the same answers over the same facts, so the tables equal those a full ask would
         give, without re-deriving the anatomy, lines and procedure under every variant."""
         self._activate()
         key = (tuple(r.index for r in rules), touched, pack)
@@ -397,16 +393,7 @@ class KnowledgeBase:
             for clause in clauses:
                 pyEngine.assert_(clause)
             self._frozen[engine_pred] = clauses
-        query = pyEngine.Literal(name, [pyEngine.Var("K"), pyEngine.Term_of(encode(case_key)),
-                                        *[pyEngine.Var(f"W{i}") for i in range(self._width)]])
-        tables = {rule.index: [] for rule in rules}
-        for row in query.ask() or ():
-            index = row[0]
-            width = len(self.rules[index].variables())
-            tables[index].append(tuple(decode(v) for v in row[2:2 + width]))
-        for index, rows in tables.items():
-            tables[index] = sorted(set(rows), key=sort_key)
-        return tables
+        return self._ask_union(name, rules, case_key)
 
     @staticmethod
     def _head_tuples(rule, rows) -> set:
@@ -444,12 +431,7 @@ class KnowledgeBase:
             return f"ionm_frozen_{pred}"
 
         name = f"ionm_variant_{number}"
-        for rule in rules:
-            variables = [pyEngine.Var(v) for v in rule.variables()]
-            padding = [pyEngine.Term_of(encode(""))] * (self._width - len(variables))
-            head = pyEngine.Literal(name, [pyEngine.Term_of(rule.index), self._term(rule.head.args[0]),
-                                           *variables, *padding])
-            _add_clause(head, self._compiled_body(rule, engine_name))
+        self._add_union(name, rules, engine_name)
         while todo:
             pred = todo.pop()
             kept = tuple(r for r in usable(pred) if r.index not in touched)
@@ -463,16 +445,9 @@ class KnowledgeBase:
                     head = pyEngine.Literal(f"ionm_v{number}_{pred}", [self._term(a) for a in rule.head.args])
                     _add_clause(head, self._compiled_body(rule, engine_name))
         for engine_pred, (pred, _kept) in sorted(frozen.items()):
-            # Define every frozen predicate, so that a case with no answers for it reads "none".
-            placeholder = pyEngine.Clause(pyEngine.Literal(
-                engine_pred, [pyEngine.Term_of(encode("\0undefined"))] * self.decls[pred].arity), [])
-            pyEngine.assert_(placeholder)
-            pyEngine.retract(placeholder)
+            _define(engine_pred, self.decls[pred].arity)
         for pred in sorted(copied):
-            placeholder = pyEngine.Clause(pyEngine.Literal(
-                f"ionm_v{number}_{pred}", [pyEngine.Term_of(encode("\0undefined"))] * self.decls[pred].arity), [])
-            pyEngine.assert_(placeholder)
-            pyEngine.retract(placeholder)
+            _define(f"ionm_v{number}_{pred}", self.decls[pred].arity)
         return name, tuple((engine_pred, kept) for engine_pred, (_pred, kept) in sorted(frozen.items()))
 
     def _pack_index(self, pack: str) -> frozenset:
