@@ -137,15 +137,20 @@ def _add_clause(head, body: list) -> None:
 def _define(engine_pred: str, arity: int) -> None:
     """Make the engine know a predicate that may have no clauses, so that querying or negating
     it answers "no" instead of raising "Predicate without definition"."""
-    placeholder = pyEngine.Clause(pyEngine.Literal(engine_pred, [pyEngine.Term_of(encode("\0undefined"))] * arity), [])
+    placeholder = _engine_clause(engine_pred, [encode("\0undefined")] * arity)
     pyEngine.assert_(placeholder)
     pyEngine.retract(placeholder)
 
 
-def _engine_fact(pred: str, encoded: list):
+def _engine_clause(engine_pred: str, encoded: list):
     """The engine clause of a ground fact, built with pyDatalog's engine API: what
     pyDatalog.assert_fact builds, without re-wrapping every value in parser objects."""
-    return pyEngine.Clause(pyEngine.Literal(_pyname(pred), [pyEngine.Term_of(v) for v in encoded]), [])
+    return pyEngine.Clause(pyEngine.Literal(engine_pred, [pyEngine.Term_of(v) for v in encoded]), [])
+
+
+def _engine_fact(pred: str, encoded: list):
+    """The engine clause of a ground fact of a declared predicate."""
+    return _engine_clause(_pyname(pred), encoded)
 
 
 class KnowledgeBase:
@@ -388,8 +393,7 @@ class KnowledgeBase:
             tuples = set()
             for rule in kept:
                 tuples.update(self._head_tuples(rule, base_tables[rule.index]))
-            clauses = [pyEngine.Clause(pyEngine.Literal(engine_pred, [pyEngine.Term_of(encode(v)) for v in row]), [])
-                       for row in sorted(tuples, key=sort_key)]
+            clauses = [_engine_clause(engine_pred, [encode(v) for v in row]) for row in sorted(tuples, key=sort_key)]
             for clause in clauses:
                 pyEngine.assert_(clause)
             self._frozen[engine_pred] = clauses
