@@ -10,7 +10,7 @@ from . import policy as policies
 from .checks import DETERMINATIONS
 from .case import Case, case_facts, check_vocabulary, line_id, section_facts, undocumented_fields, with_documented
 from .errors import pointer
-from .proof import Prover, fill, ground
+from .proof import Prover, fill
 
 OUTPUT_SCHEMA = "ionm-logic/determination/v1"
 CASE_KEY = "case"
@@ -249,10 +249,6 @@ def missing_documentation(kb, case: Case, chosen, ev: Evaluation, rules: list, h
             remove |= before - after
         return add, remove, add | remove
 
-    def heads_of(rule, rows):
-        names = rule.variables()
-        return [ground(rule.head.args, dict(zip(names, row))) for row in rows]
-
     def per_line_of(rule_heads):
         per_line = {line: set() for line in heads}
         for rule in finding_rules:
@@ -268,7 +264,7 @@ def missing_documentation(kb, case: Case, chosen, ev: Evaluation, rules: list, h
             return {}
         with kb.fact_delta(add, remove):
             tables = kb.variant_tables(rules_to_ask, touched, chosen.pack, base_tables)
-        return {rule.index: heads_of(rule, tables[rule.index]) for rule in rules_to_ask}
+        return {rule.index: kb.head_tuples(rule, tables[rule.index]) for rule in rules_to_ask}
 
     def headlines(per_line):
         return {line: _rank_min((det for _r, det in found), ranks) for line, found in per_line.items()}

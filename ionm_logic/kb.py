@@ -217,7 +217,6 @@ class KnowledgeBase:
         self._literal_index = None
         self._users = {}
         self._variants = {}
-        self._pack_indexes = {}
         self._frozen = {}  # frozen engine predicate -> the clauses of its answers for the current case
         self._answers = {}  # answers of predicates no case fact reaches
         self._logic = None
@@ -246,12 +245,15 @@ class KnowledgeBase:
         # all in one pass, sharing tabled subgoals, where asking rule by rule would recompute
         # shared subgoals on every ask.
         self._width = max((len(r.variables()) for r in self.rules), default=0)
-        self._pack_rules = {}
+        self._pack_rules, self._pack_by_head = {}, {}
         packs = sorted({f.atom.args[0].value for f in self.facts if f.atom.pred == "policy_pack"})
         for number, pack in enumerate(packs):
             name = f"ionm_case_witness_{number}"
             chosen = self.pack_rules(pack)
             self._pack_rules[pack] = (name, chosen)
+            by_head = self._pack_by_head[pack] = {}
+            for rule in chosen:
+                by_head.setdefault(rule.head.pred, []).append(rule)
             self._add_union(name, chosen)
         self._logic = Logic(True)
         self._thread = threading.get_ident()
@@ -392,7 +394,7 @@ class KnowledgeBase:
                 continue
             tuples = set()
             for rule in kept:
-                tuples.update(self._head_tuples(rule, base_tables[rule.index]))
+                tuples.update(self.head_tuples(rule, base_tables[rule.index]))
             clauses = [_engine_clause(engine_pred, [encode(v) for v in row]) for row in sorted(tuples, key=sort_key)]
             for clause in clauses:
                 pyEngine.assert_(clause)
@@ -400,10 +402,11 @@ class KnowledgeBase:
         return self._ask_union(name, rules, case_key)
 
     @staticmethod
-    def _head_tuples(rule, rows) -> set:
+    def head_tuples(rule, rows) -> list:
+        """The head tuple each witness row of `rule` derives."""
         names = rule.variables()
         picks = [(True, a.value) if isinstance(a, Const) else (False, names.index(a.name)) for a in rule.head.args]
-        return {tuple([value if const else row[value] for const, value in picks]) for row in rows}
+        return [tuple([value if const else row[value] for const, value in picks]) for row in rows]
 
     def _compile_variant(self, rules: list, touched: frozenset, pack: str) -> tuple:
         """The union predicate of `rules` under one set of touched rules, and the frozen
@@ -415,13 +418,7 @@ class KnowledgeBase:
         have no answers for a case under `pack` (applies_policy names one pack per case)."""
         number = len(self._variants)
         frozen, copied, todo = {}, set(), []
-
-        def usable(pred):
-            found = [r for r in self.rules_by_head[pred] if self._gate(r) in (None, pack)]
-            for rule in found:
-                if rule.index not in self._pack_index(pack):
-                    raise RuntimeError(f"rule {rule.id} is not among the rules a decision under {pack} evaluates")
-            return found
+        pack_by_head = self._pack_by_head[pack]
 
         def engine_name(pred):
             if pred not in self.case_dependent or pred not in self.rules_by_head:
@@ -431,20 +428,20 @@ class KnowledgeBase:
                     copied.add(pred)
                     todo.append(pred)
                 return f"ionm_v{number}_{pred}"
-            frozen.setdefault(f"ionm_frozen_{pred}", (pred, tuple(usable(pred))))
+            frozen.setdefault(f"ionm_frozen_{pred}", (pred, tuple(pack_by_head.get(pred, ()))))
             return f"ionm_frozen_{pred}"
 
         name = f"ionm_variant_{number}"
         self._add_union(name, rules, engine_name)
         while todo:
             pred = todo.pop()
-            kept = tuple(r for r in usable(pred) if r.index not in touched)
+            kept = tuple(r for r in pack_by_head.get(pred, ()) if r.index not in touched)
             arguments = [pyEngine.Var(f"A{i}") for i in range(self.decls[pred].arity)]
             if kept:
                 frozen[f"ionm_v{number}_kept_{pred}"] = (pred, kept)
                 _add_clause(pyEngine.Literal(f"ionm_v{number}_{pred}", arguments),
                             [pyEngine.Literal(f"ionm_v{number}_kept_{pred}", arguments)])
-            for rule in usable(pred):
+            for rule in pack_by_head.get(pred, ()):
                 if rule.index in touched:
                     head = pyEngine.Literal(f"ionm_v{number}_{pred}", [self._term(a) for a in rule.head.args])
                     _add_clause(head, self._compiled_body(rule, engine_name))
@@ -453,12 +450,6 @@ class KnowledgeBase:
         for pred in sorted(copied):
             _define(f"ionm_v{number}_{pred}", self.decls[pred].arity)
         return name, tuple((engine_pred, kept) for engine_pred, (_pred, kept) in sorted(frozen.items()))
-
-    def _pack_index(self, pack: str) -> frozenset:
-        found = self._pack_indexes.get(pack)
-        if found is None:
-            found = self._pack_indexes[pack] = frozenset(r.index for r in self._pack_rules[pack][1])
-        return found
 
     @staticmethod
     def _gate(rule):
