@@ -13,7 +13,7 @@ from .errors import InputError
 from .kb import KnowledgeBase
 from .report import build, render_markdown, render_text
 
-FORMATS = ("text", "json", "markdown", "html", "dot")
+FORMATS = ("text", "json", "markdown", "html", "dot", "crd", "questionnaire")
 
 _KB_CACHE = {}
 
@@ -41,10 +41,45 @@ def tune_memory_for_many_cases() -> None:
 
 def read_case(path: str):
     """Read and validate a case file ('-' for standard input)."""
+    return parse_case(*_read_bytes(path))
+
+
+def read_input(path: str, kb, answers: Optional[str] = None):
+    """Read a case file v1 or a FHIR Bundle ('-' for standard input), with a QuestionnaireResponse's
+    answers applied if given: an inputs.Input."""
+    from .inputs import apply_answers, parse_input
+
+    raw, source = _read_bytes(path)
+    inp = parse_input(raw, kb, source)
+    if answers:
+        inp = apply_answers(inp, *_read_bytes(answers))
+    return inp
+
+
+def explain_input(kb, inp, *, payer=None, as_of=None):
+    """explain_case for an inputs.Input: proofs and errors point into the user's document."""
+    try:
+        result, basis = explain_case(kb, inp.case, payer=payer, as_of=as_of, source=inp.source)
+    except InputError as exc:
+        raise inp.rewrite_error(exc) from None
+    return inp.rewrite_proofs(result), inp.rewrite_proofs(basis)
+
+
+def render_input(kb, inp, result: dict, basis: list, fmt: str, detail: str = "short",
+                 line: Optional[str] = None) -> str:
+    if fmt in ("crd", "questionnaire"):
+        from .fhir import crd
+
+        doc = crd.cds_response(kb, inp, result) if fmt == "crd" else crd.questionnaire(inp, result)
+        return to_json(doc)
+    return render(kb, inp.case, result, basis, fmt, detail, line)
+
+
+def _read_bytes(path: str):
     import sys
 
     if path == "-":
-        return parse_case(sys.stdin.buffer.read(), "<stdin>")
+        return sys.stdin.buffer.read(), "<stdin>"
     p = Path(path)
     try:
         raw = p.read_bytes()
@@ -54,7 +89,7 @@ def read_case(path: str):
         raise InputError([("", "is a folder, not a case file")], path) from None
     except OSError as exc:
         raise InputError([("", f"cannot read the file: {exc.strerror}")], path) from None
-    return parse_case(raw, path)
+    return raw, path
 
 
 def parse_date(text: Optional[str], what: str = "--as-of") -> Optional[datetime.date]:

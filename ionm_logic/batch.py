@@ -105,15 +105,15 @@ def _init_worker(options: Options) -> None:
 
 def decide_record(record: Record) -> Outcome:
     """One record's output; never raises for a bad record."""
-    from .api import explain_case
-    from .case import parse_case
+    from .api import explain_input
+    from .inputs import parse_input
 
     options = _WORKER["options"]
     try:
         if record.raw.startswith(b"\0unreadable: "):
             raise InputError([("", record.raw[1:].decode())])
-        case = parse_case(record.raw)
-        result, _basis = explain_case(_WORKER["kb"], case, payer=options.payer, as_of=_WORKER["as_of"])
+        inp = parse_input(record.raw, _WORKER["kb"])
+        result, _basis = explain_input(_WORKER["kb"], inp, payer=options.payer, as_of=_WORKER["as_of"])
     except InputError as exc:
         first = exc.first()
         message = "; ".join(f"{p or '(document)'}: {m}" for p, m in exc.problems) if len(exc.problems) > 1 else first["message"]

@@ -215,6 +215,9 @@ READ_BY_PROGRAM = {
     "modality_name", "code_description", "code_allows_modality", "known_code", "line_modality",
     "last_cord_level", "most_cranial_operated_level", "structure_at_risk", "surgical_code_description",
     "monitors", "display_name",
+    # FHIR mapping tables (rules/fhir/), read by ionm_logic.fhir
+    "fhir_surgical_code_procedure", "fhir_surgical_code_approach", "fhir_snomed_vertebra", "fhir_payer_identifier",
+    "fhir_case_fact",
 }
 # The fixed determination vocabulary of the output contract.
 DETERMINATIONS = (

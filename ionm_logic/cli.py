@@ -59,20 +59,25 @@ def main():
 @click.option("--line", "line_code", metavar="CODE", help="With --format dot: only this line's proofs (a code or /services/N).")
 @click.option("--why-not", "why_not_target", metavar="CODE=DETERMINATION",
               help="Explain why a line did not get a determination: each rule's nearest miss.")
+@click.option("--answers", "answers_file", metavar="QR.json",
+              help="Apply a FHIR QuestionnaireResponse (from --format questionnaire) to the case, then decide.")
 @RULES_OPTION
-def explain(case_file, payer, as_of, fmt, detail, line_code, why_not_target, rule_dirs):
-    """Decide every IONM line of CASE.json and explain each decision."""
+def explain(case_file, payer, as_of, fmt, detail, line_code, why_not_target, answers_file, rule_dirs):
+    """Decide every IONM line of CASE.json (a case file v1 or a FHIR R4 Bundle) and explain each decision.
+
+    --format crd prints a CDS Hooks response with Da Vinci CRD coverage information for each IONM
+    order; --format questionnaire a DTR Questionnaire for the missing documentation."""
     day = api.parse_date(as_of)
     kb = api.knowledge_base(rule_dirs)
-    case = api.read_case(case_file)
+    inp = api.read_input(case_file, kb, answers_file)
     if why_not_target:
         from . import whynot
 
-        report = whynot.why_not(kb, case, why_not_target, payer=payer, as_of=day, source=case_file)
+        report = whynot.why_not(kb, inp.case, why_not_target, payer=payer, as_of=day, source=case_file)
         click.echo(api.to_json(report) if fmt == "json" else whynot.render_text(report), nl=False)
         return
-    result, basis = api.explain_case(kb, case, payer=payer, as_of=day, source=case_file)
-    click.echo(api.render(kb, case, result, basis, fmt, detail, line_code), nl=False)
+    result, basis = api.explain_input(kb, inp, payer=payer, as_of=day)
+    click.echo(api.render_input(kb, inp, result, basis, fmt, detail, line_code), nl=False)
 
 
 @main.command()

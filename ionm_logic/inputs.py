@@ -1,0 +1,131 @@
+"""Read any input — a case file v1, a FHIR R4 Bundle, plus QuestionnaireResponse answers — as one case
+whose every field knows the pointer it came from.
+
+A case file's pointers are its own; a Bundle's fields point into the Bundle; an answered field
+points into the QuestionnaireResponse (`QR-FILE#/item/0/answer/0/valueBoolean`). Proof case
+leaves and error messages are rewritten with `locate`, so they cite the user's own document.
+fhir.resources is imported only when the input is FHIR.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .case import Case, parse_case
+from .errors import InputError, pointer
+
+
+@dataclass
+class Input:
+    case: Case
+    document: dict                      # the case/v1 document the case was validated from
+    source: str = ""
+    fhir: Optional[object] = None       # fhir.read.FhirCase for a Bundle
+    answered: dict = field(default_factory=dict)  # case pointer -> "QR#/pointer"
+
+    def locate(self, case_pointer: str) -> str:
+        if case_pointer in self.answered:
+            return self.answered[case_pointer]
+        return self.fhir.locate(case_pointer) if self.fhir is not None else case_pointer
+
+    @property
+    def located(self) -> bool:
+        return self.fhir is not None or bool(self.answered)
+
+    def rewrite_error(self, exc: InputError) -> InputError:
+        if not self.located:
+            return exc
+        problems = [(self.locate(p), m if self.locate(p) == p else f"{m} (case field {p or '(document)'})")
+                    for p, m in exc.problems]
+        return InputError(problems, exc.source or self.source)
+
+    def rewrite_proofs(self, tree):
+        """A copy of a result or proof tree whose case leaves point at their source. Proof nodes
+        are shared with the engine's memo across lines and cases: never changed in place."""
+        if not self.located:
+            return tree
+        if isinstance(tree, list):
+            return [self.rewrite_proofs(item) for item in tree]
+        if not isinstance(tree, dict):
+            return tree
+        out = {key: self.rewrite_proofs(value) for key, value in tree.items()}
+        if out.get("node") == "case" and "pointer" in out:
+            out["pointer"] = self.locate(out["pointer"])
+        return out
+
+
+def _loads(raw, source: str):
+    from .fhir.read import loads
+
+    return loads(raw, source)
+
+
+def parse_input(raw, kb, source: str = "") -> Input:
+    """A case file v1 or a FHIR Bundle (told apart by resourceType), validated."""
+    doc = _loads(raw, source)
+    if isinstance(doc, dict) and "resourceType" in doc:
+        if doc.get("resourceType") != "Bundle":
+            raise InputError([("/resourceType", f"a FHIR input must be a Bundle, not a {doc.get('resourceType')!r}")],
+                             source)
+        from .fhir.read import read_bundle
+
+        fhir_case = read_bundle(doc, kb, source)
+        return Input(fhir_case.case, fhir_case.document, source, fhir_case)
+    case = parse_case(raw, source)
+    return Input(case, doc, source)
+
+
+def apply_answers(inp: Input, raw, qr_source: str) -> Input:
+    """The input with a QuestionnaireResponse's answers filled in; each answer points into the QR."""
+    qr = _loads(raw, qr_source)
+    if not isinstance(qr, dict) or qr.get("resourceType") != "QuestionnaireResponse":
+        raise InputError([("/resourceType", "expected a FHIR QuestionnaireResponse")], qr_source)
+    from .fhir.read import _pydantic_problems
+    from fhir.resources.R4B import get_fhir_model_class
+
+    problems = []
+    _pydantic_problems(get_fhir_model_class("QuestionnaireResponse"), qr, "", problems)
+    if problems:
+        raise InputError(problems, qr_source)
+    from .fhir.read import _field_shape
+
+    document = copy.deepcopy(inp.document)
+    answered = dict(inp.answered)
+    for k, item in enumerate(qr.get("item") or []):
+        link = item.get("linkId", "")
+        at = pointer("item", k)
+        path = tuple(part for part in link.split("/")[1:]) if link.startswith("/") else ()
+        if not path or _field_shape(path) != "scalar":
+            problems.append((at + "/linkId", f"linkId {link!r} is not the JSON pointer of a case field"))
+            continue
+        answers = item.get("answer") or []
+        if not answers:
+            continue
+        if len(answers) > 1:
+            problems.append((at + "/answer", "one answer per question"))
+            continue
+        keys = [key for key in answers[0] if key.startswith("value")]
+        if not keys:
+            continue
+        value = answers[0][keys[0]]
+        if keys[0] == "valueCoding":
+            value = value.get("code")
+        node = document
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        if node.get(path[-1]) is not None:
+            problems.append((at + "/linkId", f"{link} is already documented in the case ({inp.locate(link)}); "
+                                             "an answer fills only what is undocumented"))
+            continue
+        node[path[-1]] = value
+        answered[link] = f"{qr_source}#{pointer('item', k, 'answer', 0, keys[0])}"
+    if problems:
+        raise InputError(problems, qr_source)
+    result = Input(inp.case, document, inp.source, inp.fhir, answered)
+    try:
+        result.case = parse_case(json.dumps(document), inp.source)
+    except InputError as exc:
+        raise result.rewrite_error(exc) from None
+    return result
