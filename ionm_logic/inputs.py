@@ -56,10 +56,19 @@ class Input:
         return out
 
 
-def _loads(raw, source: str):
-    from .fhir.read import loads
-
-    return loads(raw, source)
+def _loads(raw, source: str = ""):
+    """The JSON document of raw input (bytes or str), or InputError as the case parser words it."""
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError([("", f"the file is not UTF-8 text (byte {exc.start})")], source) from None
+    if not raw.strip():
+        raise InputError([("", "the file is empty; expected a JSON object")], source)
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise InputError([("", f"not valid JSON: {exc}")], source) from None
 
 
 def parse_input(raw, kb, source: str = "") -> Input:

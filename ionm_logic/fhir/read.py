@@ -35,21 +35,6 @@ def is_bundle(doc) -> bool:
     return isinstance(doc, dict) and doc.get("resourceType") == "Bundle"
 
 
-def loads(raw, source: str = ""):
-    """The JSON document of raw input (bytes or str), or InputError as the case parser words it."""
-    if isinstance(raw, bytes):
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError([("", f"the file is not UTF-8 text (byte {exc.start})")], source) from None
-    if not raw.strip():
-        raise InputError([("", "the file is empty; expected a JSON object")], source)
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise InputError([("", f"not valid JSON: {exc}")], source) from None
-
-
 @dataclass
 class Line:
     """One IONM line as FHIR gave it: the order resource (order Bundles) and where it is."""
