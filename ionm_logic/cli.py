@@ -254,3 +254,26 @@ def query(query_text, case_file, why, rule_dirs):
     for label, lines in proofs:
         click.echo(f"\n{label}")
         click.echo("\n".join(lines))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes, each with its own engine thread and loaded rules.")
+@click.option("--jwks", metavar="URL-or-FILE",
+              help="Check CDS Hooks bearer tokens (RS384/ES384, aud = the service URL) against this JWKS. "
+                   "Off by default: without it the server trusts every caller, for local use only.")
+@RULES_OPTION
+def serve(host, port, workers, jwks, rule_dirs):
+    """Serve CDS Hooks (Da Vinci CRD coverage information for IONM orders) and /explain over HTTP.
+
+    GET /cds-services, POST /cds-services/ionm-coverage, POST /explain?format=..., GET /healthz,
+    GET /version, GET /openapi.json. Needs the [serve] extra (FastAPI, uvicorn)."""
+    try:
+        from . import serve as serving
+        import uvicorn  # noqa: F401 - fail here, with a clear message, if the extra is missing
+    except ImportError as exc:
+        raise click.ClickException(f"serve needs the [serve] extra (pip install 'ionm-logic[serve]'): {exc}")
+    api.knowledge_base(rule_dirs)  # bad --rules stop here, before the server starts
+    serving.run(host, port, workers, rule_dirs, jwks)

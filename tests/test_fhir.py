@@ -1,0 +1,343 @@
+"""FHIR R4 input, Da Vinci CRD output, the DTR questionnaire and answers: structure, invariants, twins."""
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import ROOT
+from ionm_logic.cli import main
+
+FHIR_EXAMPLES = sorted((ROOT / "examples" / "fhir").glob("*.json"))
+ORDER_EXAMPLES = [p for p in FHIR_EXAMPLES if p.name.endswith(".order.json")]
+EXT = "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
+
+# The CRD STU 2.2 invariants on ext-coverage-information (fhir-notes.md), as FHIRPath on the extension.
+INVARIANTS = {
+    "q1": "extension.where(url='questionnaire').exists() implies extension.where(url = 'doc-needed').exists()",
+    "q2": "extension.where(url = 'covered' and value = 'not-covered').exists() implies "
+          "extension.where(url = 'pa-needed').exists().not()",
+    "q3": "extension.where((url = 'covered' or url = 'pa-needed' or url = 'doc-needed') and value = 'conditional')"
+          ".count() >= 1 implies extension.where(url = 'info-needed').exists()",
+    "q4": "extension.where(url = 'doc-purpose' and value = 'withpa').exists() implies "
+          "extension.where(url = 'pa-needed' and (value = 'satisfied' or value = 'no-auth')).exists().not() and "
+          "extension.where(url = 'covered' and value = 'not-covered').exists().not()",
+    "q5": "extension.where(url = 'satisfied-pa-id').exists() = extension.where(url = 'pa-needed' and value = 'satisfied').exists()",
+    "q6": "extension.where(url = 'info-needed' and value = 'OTH').exists() implies extension.where(url = 'reason').exists()",
+    "q7": "extension.where(url = 'reason').all(value.coding.where(system = "
+          "'http://hl7.org/fhir/us/davinci-crd/CodeSystem/temp').exists() or value.text.exists())",
+    "q8": "extension.where(url = 'doc-purpose' and value != 'conditional').exists() implies extension.where(url = 'reason').exists()",
+    "q9": "extension.where(value = 'indeterminate').exists() implies extension.where(url = 'reason').exists()",
+}
+COVERED = {"medically_necessary": "covered", "not_medically_necessary": "not-covered",
+           "insufficient_evidence": "not-covered", "not_separately_reimbursable": "not-covered",
+           "requirements_not_met": "conditional", "documentation_insufficient": "conditional",
+           "undetermined": "conditional"}
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def explain_json(path, *extra):
+    out = run("explain", path, "--format", "json", *extra)
+    assert out.exit_code == 0, out.output
+    return json.loads(out.output)
+
+
+def twin_of(path: Path) -> Path:
+    return ROOT / "examples" / (path.name.split(".")[0] + ".json")
+
+
+def signature(result):
+    """What must match between twins: per line the headline, every finding's rule and determination,
+    considerations, missing documentation; observations and the overall headline."""
+    return ([(l["code"], l["units"], l["modality"], l["determination"],
+              [(f["rule"], f["determination"]) for f in l["findings"]], [c["rule"] for c in l["considerations"]],
+              l["missing_documentation"]) for l in result["lines"]],
+            [o["rule"] for o in result["observations"]], result["overall"], result["case_id"], result["payer"],
+            result["policy"])
+
+
+def resolve(doc, ptr):
+    for part in ptr.split("/")[1:]:
+        part = part.replace("~1", "/").replace("~0", "~")
+        doc = doc[int(part)] if isinstance(doc, list) else doc[part]
+    return doc
+
+
+def case_leaves(node):
+    if isinstance(node, dict):
+        if node.get("node") == "case":
+            yield node
+        for value in node.values():
+            yield from case_leaves(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from case_leaves(value)
+
+
+def test_examples_cover_both_bundle_forms_and_the_reference_case():
+    forms = {p.name.split(".")[1] for p in FHIR_EXAMPLES}
+    assert forms == {"claim", "order"} and len({twin_of(p) for p in FHIR_EXAMPLES}) >= 4
+    assert (ROOT / "examples" / "fhir" / "alif-plif-l5-s1.claim.json").exists()
+
+
+@pytest.mark.parametrize("path", FHIR_EXAMPLES, ids=lambda p: p.name)
+def test_each_fhir_example_decides_exactly_as_its_case_v1_twin(path):
+    assert signature(explain_json(path)) == signature(explain_json(twin_of(path)))
+
+
+@pytest.mark.parametrize("path", FHIR_EXAMPLES, ids=lambda p: p.name)
+def test_every_case_leaf_of_a_fhir_proof_points_at_a_value_in_the_bundle(path):
+    bundle = json.loads(path.read_text())
+    result = explain_json(path)
+    leaves = list(case_leaves(result))
+    assert leaves
+    for leaf in leaves:
+        assert leaf["pointer"].startswith("/entry/"), leaf
+        resolve(bundle, leaf["pointer"])  # raises if the pointer names nothing
+
+
+def test_the_reference_claim_cites_its_items_and_its_payor():
+    result = explain_json(ROOT / "examples" / "fhir" / "alif-plif-l5-s1.claim.json")
+    pointers = {leaf["atom"]: leaf["pointer"] for leaf in case_leaves(result)}
+    # The Claim is entry 0 (the writer puts it first); item 0 bills 95938.
+    assert pointers['billed_line(case, "/services/0", "95938")'] == "/entry/0/resource/item/0/productOrService/coding/0/code"
+    bundle = json.loads((ROOT / "examples" / "fhir" / "alif-plif-l5-s1.claim.json").read_text())
+    payer_at = [p for a, p in pointers.items() if a.startswith("applies_policy")][0]
+    assert resolve(bundle, payer_at) == "commercial-reference" and "/payor/" in payer_at
+
+
+def test_explain_of_a_case_file_does_not_import_the_fhir_or_server_libraries():
+    code = ("import runpy, sys\nsys.argv = ['ionm-logic', 'explain', sys.argv[1]]\n"
+            "try:\n    runpy.run_module('ionm_logic', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('fhir', 'fhirpathpy', 'fastapi', 'uvicorn', 'starlette')"
+            " or m.startswith('ionm_logic.fhir')), file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "examples" / "alif-plif-l5-s1.json")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert "SSEP" in out.stdout
+    assert out.stderr.strip().splitlines()[-1] == "[]"
+
+
+def _bundle():
+    return json.loads((ROOT / "examples" / "fhir" / "alif-plif-l5-s1.claim.json").read_text())
+
+
+def _edit(tmp_path, change):
+    doc = _bundle()
+    change(doc)
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(doc))
+    return run("explain", path)
+
+
+def _claim(doc):
+    return doc["entry"][0]["resource"]
+
+
+def _surgery(doc):
+    return next(e["resource"] for e in doc["entry"] if e["resource"].get("id") == "surgery-1")
+
+
+def _surgery_at(doc):
+    return next(i for i, e in enumerate(doc["entry"]) if e["resource"].get("id") == "surgery-1")
+
+
+BAD = [
+    ("an item without a CPT or HCPCS coding",
+     lambda d: _claim(d)["item"][0]["productOrService"]["coding"][0].update(system="http://example.org/local"),
+     "/entry/0/resource/item/0/productOrService", "no CPT or HCPCS coding"),
+    ("an element FHIR R4 does not have",
+     lambda d: _claim(d)["item"][1].update(colour="blue"), "/entry/0/resource/item/1/colour", "unknown element"),
+    ("a wrong FHIR type", lambda d: _claim(d)["item"][1].update(sequence="two"),
+     "/entry/0/resource/item/1/sequence", "not valid FHIR R4"),
+    ("an unknown resource type", lambda d: d["entry"].append({"resource": {"resourceType": "Gizmo"}}),
+     "/resourceType", "not a FHIR R4 resource type"),
+    ("a payer identifier no pack is mapped to",
+     lambda d: next(e["resource"] for e in d["entry"] if e["resource"]["resourceType"] == "Coverage")["payor"][0]
+     ["identifier"].update(value="acme-health"), "/payor/0", "unknown payer"),
+    ("a bodySite that is not a vertebra",
+     lambda d: _surgery(d)["bodySite"][0]["coding"][0].update(code="122496007"), "/bodySite/0/coding/0/code",
+     "not a vertebra"),
+    ("a surgical code that names no procedure kind",
+     lambda d: [r["resource"]["code"]["coding"][0].update(code="99999") for r in d["entry"]
+                if r["resource"]["resourceType"] == "Procedure"], "", "no surgical code maps to a procedure kind"),
+    ("a case-fact code the CodeSystem lacks",
+     lambda d: _claim(d)["supportingInfo"][0]["code"]["coding"][0].update(code="clinical.mood"),
+     "/entry/0/resource/supportingInfo/0/code/coding/0/code", "is not a code of"),
+    ("a case-fact value of the wrong type",
+     lambda d: _claim(d)["supportingInfo"][0].update(valueBoolean=None, valueString="yes") or
+     _claim(d)["supportingInfo"][0].pop("valueBoolean"), "/entry/0/resource/supportingInfo/", "case field /"),
+    ("a Bundle with no identifier and no id", lambda d: d.pop("identifier") and d.pop("id"), "(document)",
+     "no case id"),
+]
+
+
+@pytest.mark.parametrize("name,change,where,message", BAD, ids=[b[0] for b in BAD])
+def test_a_bundle_the_mapping_cannot_read_exits_2_naming_the_bundle_pointer(tmp_path, name, change, where, message):
+    out = _edit(tmp_path, change)
+    assert out.exit_code == 2, out.output
+    assert where in out.output and message in out.output, out.output
+    assert "Traceback" not in out.output
+
+
+def test_an_unknown_vertebral_level_in_a_case_fact_names_the_value_in_the_bundle(tmp_path):
+    def change(doc):
+        _surgery(doc).pop("bodySite")
+        _claim(doc)["supportingInfo"].append({"sequence": 99, "category": {"coding": [{"code": "info"}]},
+                                              "code": {"coding": [{"system": "https://ionm-logic.dev/CodeSystem/case-fact",
+                                                                   "code": "procedure.levels"}]},
+                                              "valueString": "L7"})
+    out = _edit(tmp_path, change)
+    n = len(_bundle()["entry"][0]["resource"]["supportingInfo"])
+    assert out.exit_code == 2
+    assert f"/entry/0/resource/supportingInfo/{n}/valueString: unknown vertebral level 'L7'" in out.output
+
+
+def extensions(response):
+    for action in response["systemActions"]:
+        (ext,) = [e for e in action["resource"]["extension"] if e["url"] == EXT]
+        yield action, ext
+
+
+def sub(ext, url):
+    return [next(v for k, v in e.items() if k.startswith("value")) for e in ext["extension"] if e["url"] == url]
+
+
+@pytest.mark.parametrize("path", ORDER_EXAMPLES, ids=lambda p: p.name)
+def test_crd_output_is_valid_fhir_and_holds_every_crd_invariant(path):
+    from fhir.resources.R4B.extension import Extension
+    from fhir.resources.R4B.servicerequest import ServiceRequest
+    from fhirpathpy import compile as fp_compile
+    from fhirpathpy.models import models
+
+    out = run("explain", path, "--format", "crd")
+    assert out.exit_code == 0, out.output
+    response = json.loads(out.output)
+    result = explain_json(path)
+    bundle = json.loads(path.read_text())
+    orders = [e["resource"] for e in bundle["entry"]
+              if e["resource"]["resourceType"] == "ServiceRequest" and e["resource"].get("basedOn")]
+    assert len(response["systemActions"]) == len(result["lines"]) == len(orders)
+    checks = {q: fp_compile(expr, models["r4"]) for q, expr in INVARIANTS.items()}
+    for (action, ext), line, order in zip(extensions(response), result["lines"], orders):
+        assert action["type"] == "update"
+        ServiceRequest.model_validate(action["resource"])
+        Extension.model_validate(ext)
+        # Nothing else changed: the order minus the one added extension is the order sent.
+        sent = copy.deepcopy(action["resource"])
+        sent["extension"] = [e for e in sent["extension"] if e["url"] != EXT]
+        if not sent["extension"]:
+            del sent["extension"]
+        assert sent == order
+        for q, check in checks.items():
+            assert check(ext) == [True], (q, ext)
+        assert sub(ext, "covered") == [COVERED[line["determination"]]]
+        assert sub(ext, "coverage") == [{"reference": "Coverage/coverage"}]
+        assert sub(ext, "date") == [result_date(bundle)]
+        assert sub(ext, "pa-needed") == [] or COVERED[line["determination"]] != "not-covered"
+        if COVERED[line["determination"]] == "conditional":
+            assert sub(ext, "info-needed") and sub(ext, "reason")
+            assert bool(sub(ext, "questionnaire")) == bool(line["missing_documentation"])
+        assert len(sub(ext, "coverage-assertion-id")) == 1
+    (card,) = response["cards"]
+    assert len(card["summary"]) < 140 and card["indicator"] in ("info", "warning", "critical")
+    assert card["source"]["topic"]["system"] == "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
+    assert card["source"]["topic"]["code"] == "coverage-info"
+    assert "extension" not in card and "coverage-assertion-id" not in json.dumps(card)
+    for line in result["lines"]:
+        for finding in line["findings"]:
+            if finding["determination"] == line["determination"]:
+                assert finding["rule"] in card["detail"]
+
+
+def result_date(bundle):
+    return next(e["resource"]["occurrenceDateTime"][:10] for e in bundle["entry"]
+                if e["resource"]["resourceType"] == "ServiceRequest")
+
+
+def test_the_invariant_checks_can_fail():
+    """fhirpathpy with the R4 model resolves value[x]: a broken extension fails q2, q3 and q6."""
+    from fhirpathpy import evaluate
+    from fhirpathpy.models import models
+
+    bad = {"url": EXT, "extension": [{"url": "covered", "valueCode": "not-covered"},
+                                     {"url": "pa-needed", "valueCode": "auth-needed"}]}
+    assert evaluate(bad, INVARIANTS["q2"], {}, models["r4"]) == [False]
+    bad = {"url": EXT, "extension": [{"url": "covered", "valueCode": "conditional"}]}
+    assert evaluate(bad, INVARIANTS["q3"], {}, models["r4"]) == [False]
+    bad = {"url": EXT, "extension": [{"url": "info-needed", "valueCode": "OTH"}]}
+    assert evaluate(bad, INVARIANTS["q6"], {}, models["r4"]) == [False]
+
+
+def test_coverage_assertion_ids_are_stable_per_line_and_change_with_the_pack():
+    path = ROOT / "examples" / "fhir" / "alif-plif-l5-s1.order.json"
+    first = [sub(e, "coverage-assertion-id")[0] for _a, e in extensions(json.loads(run("explain", path, "--format", "crd").output))]
+    again = [sub(e, "coverage-assertion-id")[0] for _a, e in extensions(json.loads(run("explain", path, "--format", "crd").output))]
+    other = [sub(e, "coverage-assertion-id")[0] for _a, e in
+             extensions(json.loads(run("explain", path, "--format", "crd", "--payer", "anthem-cg-surg-104").output))]
+    assert first == again and len(set(first)) == len(first) and not set(first) & set(other)
+
+
+def test_crd_needs_an_order_bundle():
+    out = run("explain", ROOT / "examples" / "alif-plif-l5-s1.json", "--format", "crd")
+    assert out.exit_code == 2 and "order Bundle" in out.output
+
+
+def test_the_questionnaire_asks_for_each_missing_field_and_answers_decide_as_the_filled_in_twin(tmp_path):
+    from fhir.resources.R4B.questionnaire import Questionnaire
+    from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
+
+    path = ROOT / "examples" / "fhir" / "alif-plif-l5-s1.order.json"
+    result = explain_json(path)
+    q = json.loads(run("explain", path, "--format", "questionnaire").output)
+    Questionnaire.model_validate(q)
+    wanted = {f["pointer"] for l in result["lines"] for g in l["missing_documentation"] for f in g["fields"]}
+    assert {item["linkId"] for item in q["item"]} == wanted == {"/monitoring/professional/concurrent_cases"}
+    (item,) = q["item"]
+    assert item["type"] == "integer" and [o["valueInteger"] for o in item["answerOption"]] == [1, 2]
+    # The CRD extension of the conditional line links this questionnaire.
+    response = json.loads(run("explain", path, "--format", "crd").output)
+    assert [sub(e, "questionnaire") for _a, e in extensions(response) if sub(e, "questionnaire")] == [[q["url"]]]
+    # Answering 2 concurrent cases: the reference's 95941 line becomes requirements_not_met (the commercial
+    # policy pays one patient's undivided attention only), exactly as the case file with the field filled in.
+    qr = {"resourceType": "QuestionnaireResponse", "status": "completed", "questionnaire": q["url"],
+          "item": [{"linkId": item["linkId"], "answer": [{"valueInteger": 2}]}]}
+    QuestionnaireResponse.model_validate(qr)
+    qr_path = tmp_path / "qr.json"
+    qr_path.write_text(json.dumps(qr))
+    answered = explain_json(path, "--answers", qr_path)
+    twin = json.loads(twin_of(path).read_text())
+    twin["monitoring"]["professional"]["concurrent_cases"] = 2
+    twin_path = tmp_path / "twin.json"
+    twin_path.write_text(json.dumps(twin))
+    assert signature(answered) == signature(explain_json(twin_path))
+    assert answered["lines"][5]["determination"] == "requirements_not_met"
+    pointers = {leaf["pointer"] for leaf in case_leaves(answered)}
+    assert f"{qr_path}#/item/0/answer/0/valueInteger" in pointers
+
+
+def test_an_answer_to_a_documented_field_or_an_unknown_link_is_bad_input(tmp_path):
+    path = ROOT / "examples" / "fhir" / "alif-plif-l5-s1.order.json"
+    for link, value, message in [("/monitoring/setting", {"valueCoding": {"code": "in_room"}}, "already documented"),
+                                 ("/monitoring/mood", {"valueString": "calm"}, "not the JSON pointer of a case field")]:
+        qr = {"resourceType": "QuestionnaireResponse", "status": "completed",
+              "item": [{"linkId": link, "answer": [value]}]}
+        qr_path = tmp_path / "qr.json"
+        qr_path.write_text(json.dumps(qr))
+        out = run("explain", path, "--answers", qr_path)
+        assert out.exit_code == 2 and "/item/0/linkId" in out.output and message in out.output, out.output
+
+
+def test_batch_decides_fhir_bundles_like_their_twins(tmp_path):
+    lines = [json.dumps(json.loads(p.read_text())) for p in FHIR_EXAMPLES]
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    out = run("batch", src)
+    assert out.exit_code == 0, out.output
+    records = [json.loads(l) for l in out.output.splitlines() if l.startswith("{")]
+    assert [signature(r) for r in records] == [signature(explain_json(twin_of(p))) for p in FHIR_EXAMPLES]
