@@ -59,10 +59,10 @@ def read_input(path: str, kb, answers: Optional[str] = None):
 def explain_input(kb, inp, *, payer=None, as_of=None):
     """explain_case for an inputs.Input: proofs and errors point into the user's document."""
     try:
-        result, basis = explain_case(kb, inp.case, payer=payer, as_of=as_of, source=inp.source)
+        return explain_case(kb, inp.case, payer=payer, as_of=as_of, source=inp.source,
+                            locate=inp.locate if inp.located else None)
     except InputError as exc:
         raise inp.rewrite_error(exc) from None
-    return inp.rewrite_proofs(result), inp.rewrite_proofs(basis)
 
 
 def render_input(kb, inp, result: dict, basis: list, fmt: str, detail: str = "short",
@@ -101,9 +101,9 @@ def parse_date(text: Optional[str], what: str = "--as-of") -> Optional[datetime.
         raise InputError([("", f"{what} {text!r} is not an ISO date (YYYY-MM-DD)")]) from None
 
 
-def explain_case(kb, case, *, payer=None, as_of=None, source=""):
+def explain_case(kb, case, *, payer=None, as_of=None, source="", locate=None):
     try:
-        return explain_with_basis(kb, case, payer=payer, as_of=as_of, source=source)
+        return explain_with_basis(kb, case, payer=payer, as_of=as_of, source=source, locate=locate)
     except InputError as exc:
         exc.source = exc.source or source
         raise InputError(exc.problems, exc.source) from None

@@ -140,15 +140,19 @@ def explain(kb, case: Case, **options) -> dict:
 
 
 def explain_with_basis(kb, case: Case, *, payer: Optional[str] = None, as_of: Optional[datetime.date] = None,
-                       missing: bool = True, proofs: bool = True, source: str = "") -> tuple:
+                       missing: bool = True, proofs: bool = True, source: str = "", locate=None) -> tuple:
     """The determination/v1 object, and the proofs of the case's anatomical basis for reports.
-    `proofs=False` (benchmarks only) leaves every proof out: not a determination/v1 object."""
+    `proofs=False` (benchmarks only) leaves every proof out: not a determination/v1 object.
+    `locate` maps a case pointer to where the field came from (a FHIR Bundle, a QuestionnaireResponse):
+    case leaves then cite the user's own document."""
     check_vocabulary(case, kb, source)
     chosen = policies.select(kb, payer or case.payer, as_of or case.date_of_service,
                              pack_pointer="/payer", date_pointer="/date_of_service")
     ranks = precedence(kb, chosen.pack)
     rules = kb.report_rules(chosen.pack)
     pointers = pointer_map(case_facts(case, CASE_KEY, chosen.pack, chosen.version))
+    if locate is not None:
+        pointers = {key: locate(ptr) for key, ptr in pointers.items()}
     line_ids = [line_id(i) for i in range(len(case.services))]
     with kb.case_facts(list(pointers)):
         prover = Prover(kb, CASE_KEY, pointers, chosen.pack)

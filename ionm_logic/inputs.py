@@ -3,7 +3,8 @@ whose every field knows the pointer it came from.
 
 A case file's pointers are its own; a Bundle's fields point into the Bundle; an answered field
 points into the QuestionnaireResponse (`QR-FILE#/item/0/answer/0/valueBoolean`). Proof case
-leaves and error messages are rewritten with `locate`, so they cite the user's own document.
+leaves are built with `locate` and error messages rewritten with it, so both cite the user's own
+document.
 fhir.resources is imported only when the input is FHIR.
 """
 from __future__ import annotations
@@ -40,20 +41,6 @@ class Input:
         problems = [(self.locate(p), m if self.locate(p) == p else f"{m} (case field {p or '(document)'})")
                     for p, m in exc.problems]
         return InputError(problems, exc.source or self.source)
-
-    def rewrite_proofs(self, tree):
-        """A copy of a result or proof tree whose case leaves point at their source. Proof nodes
-        are shared with the engine's memo across lines and cases: never changed in place."""
-        if not self.located:
-            return tree
-        if isinstance(tree, list):
-            return [self.rewrite_proofs(item) for item in tree]
-        if not isinstance(tree, dict):
-            return tree
-        out = {key: self.rewrite_proofs(value) for key, value in tree.items()}
-        if out.get("node") == "case" and "pointer" in out:
-            out["pointer"] = self.locate(out["pointer"])
-        return out
 
 
 def _loads(raw, source: str = ""):

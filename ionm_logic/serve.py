@@ -57,8 +57,12 @@ class Engine:
     """The one thread of this process that owns the knowledge base; all engine work runs on it."""
 
     def __init__(self, rule_dirs=()):
+        from .kb import KnowledgeBase
+
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ionm-engine")
-        self.kb = self.pool.submit(api.knowledge_base, tuple(rule_dirs)).result()
+        # A knowledge base of its own, loaded on the engine thread: the process may hold another
+        # (the CLI checks --rules on its main thread before the server starts), owned by that thread.
+        self.kb = self.pool.submit(KnowledgeBase, tuple(rule_dirs)).result()
 
     async def run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
@@ -86,13 +90,12 @@ def explain_body(kb, raw: bytes, fmt: str, payer: Optional[str], as_of: Optional
         raise Problem(_status_of(exc), exc.problems) from None
 
 
-def hook_call(kb, raw: bytes, service_url: str):
-    """The CDS Hooks response (text) for a hook call body."""
+def hook_call(kb, call: dict):
+    """The CDS Hooks response (text) for a hook call whose prefetch is complete."""
     from .fhir import crd
     from .inputs import Input
     from .fhir.read import read_bundle
 
-    call = _json(raw, "hook request")
     bundle, origins = _hook_bundle(call)
     try:
         fhir_case = read_bundle(bundle, kb, "")
@@ -119,8 +122,8 @@ def _origin(bundle_pointer: str, origins: list) -> str:
     return "/context/draftOrders" + bundle_pointer
 
 
-def _hook_bundle(call) -> tuple:
-    """One Bundle from context.draftOrders and the prefetch, and each entry's pointer in the call."""
+def check_call(call) -> None:
+    """The CDS Hooks request shape this service needs (400 naming the field otherwise)."""
     if not isinstance(call, dict):
         raise Problem(400, [("", "a hook request is a JSON object")], "structure")
     problems = []
@@ -139,14 +142,53 @@ def _hook_bundle(call) -> tuple:
         prefetch = {}
     if not isinstance(prefetch, dict):
         problems.append(("/prefetch", "prefetch must be an object"))
+    if not isinstance(call.get("fhirServer", ""), str):
+        problems.append(("/fhirServer", "fhirServer must be a URL"))
     if problems:
         raise Problem(400, problems)
+
+
+async def complete_prefetch(call: dict) -> None:
+    """Fetch each required prefetch the call left out (or sent as null) from its fhirServer, with
+    its fhirAuthorization; 412 naming the key when there is no usable server."""
+    prefetch = call.get("prefetch") or {}
     missing = [key for key in REQUIRED_PREFETCH if prefetch.get(key) is None]
-    if missing:
-        reason = ("this service does not query a fhirServer: send the prefetch" if call.get("fhirServer")
-                  else "and no fhirServer is given")
-        raise Problem(412, [(f"/prefetch/{key}", f"required prefetch {key!r} ({PREFETCH[key]}) is missing, {reason}")
-                            for key in missing], "required")
+    if not missing:
+        return
+    server = call.get("fhirServer")
+    if not server:
+        raise Problem(412, [(f"/prefetch/{key}", f"required prefetch {key!r} ({PREFETCH[key]}) is missing and no "
+                                                 "fhirServer is given") for key in missing], "required")
+    import httpx
+
+    patient = (call.get("context") or {}).get("patientId")
+    auth = call.get("fhirAuthorization") or {}
+    headers = {"accept": "application/fhir+json"}
+    if isinstance(auth, dict) and auth.get("access_token"):
+        headers["authorization"] = f"Bearer {auth['access_token']}"
+    call["prefetch"] = prefetch = dict(prefetch)
+    problems = []
+    async with httpx.AsyncClient(timeout=3.0) as client:
+        for key in missing:
+            if not isinstance(patient, str) or not patient:
+                problems.append((f"/prefetch/{key}", "missing, and context.patientId is needed to fetch it"))
+                continue
+            url = server.rstrip("/") + "/" + PREFETCH[key].replace("{{context.patientId}}", patient)
+            try:
+                response = await client.get(url, headers=headers)
+                response.raise_for_status()
+                prefetch[key] = response.json()
+            except (httpx.HTTPError, ValueError) as exc:
+                problems.append((f"/prefetch/{key}", f"missing, and the fhirServer could not give it ({url}: "
+                                                     f"{type(exc).__name__})"))
+    if problems:
+        raise Problem(412, problems, "required")
+
+
+def _hook_bundle(call) -> tuple:
+    """One Bundle from context.draftOrders and the prefetch, and each entry's pointer in the call."""
+    orders = call["context"]["draftOrders"]
+    prefetch = call.get("prefetch") or {}
     entries, origins = [], []
     for i, entry in enumerate(orders.get("entry") or []):
         if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
@@ -256,8 +298,10 @@ def create_app(rule_dirs=(), jwks: Optional[str] = None):
         if service_id not in hook_ids:
             raise Problem(404, [("", f"no CDS service {service_id!r}")], "not-found")
         authorize(request)
-        raw = await request.body()
-        text = await engine.run(hook_call, engine.kb, raw, str(request.url))
+        call = _json(await request.body(), "hook request")
+        check_call(call)
+        await complete_prefetch(call)  # network I/O on the event loop, never on the engine thread
+        text = await engine.run(hook_call, engine.kb, call)
         return Response(text, media_type="application/json")
 
     @app.post("/explain", summary="Decide a case file v1 or a FHIR Bundle")

@@ -1,5 +1,5 @@
 """`ionm-logic serve` over real HTTP: uvicorn on 127.0.0.1 in a subprocess, called with httpx."""
-import base64
+import http.server
 import json
 import os
 import socket
@@ -186,8 +186,9 @@ def _bad_requests():
          "/prefetch/coverage"),
         ("no prefetch at all", HOOK, changed(lambda c: c.pop("prefetch")), 412, "/prefetch/patient"),
         ("a missing prefetch with a fhirServer", HOOK,
-         changed(lambda c: (c["prefetch"].pop("patient"), c.update(fhirServer="https://ehr.example/fhir"))), 412,
-         "/prefetch/patient"),
+         changed(lambda c: (c["prefetch"].pop("patient"), c.update(fhirServer=f"http://127.0.0.1:{free_port()}/fhir"))),
+         412, "/prefetch/patient"),
+        ("a fhirServer that is not a string", HOOK, changed(lambda c: c.update(fhirServer=42)), 400, "/fhirServer"),
         ("bad FHIR in an order", HOOK,
          changed(lambda c: c["context"]["draftOrders"]["entry"][0]["resource"].update(quantityQuantity={"value": "many"})),
          400, "/context/draftOrders/entry/0/resource/quantityQuantity/value"),
@@ -214,6 +215,58 @@ def test_bad_requests_get_their_status_and_an_operation_outcome(server, name, pa
     assert outcome["resourceType"] == "OperationOutcome" and outcome["issue"]
     assert any(where in (issue["location"][0] + issue["diagnostics"]) for issue in outcome["issue"]), outcome
     assert "Traceback" not in r.text
+
+
+class _FhirServer(http.server.BaseHTTPRequestHandler):
+    """A FHIR server for prefetch: answers Patient/patient and the Coverage search, with a token."""
+    resources = {}
+
+    def do_GET(self):  # noqa: N802 - the http.server interface
+        if self.headers.get("authorization") != "Bearer secret-token":
+            self.send_response(401)
+            self.end_headers()
+            return
+        body = self.resources.get(self.path.split("/fhir/", 1)[-1].split("?")[0])
+        self.send_response(200 if body else 404)
+        self.send_header("content-type", "application/fhir+json")
+        self.end_headers()
+        if body:
+            self.wfile.write(json.dumps(body).encode())
+
+    def log_message(self, *args):
+        pass
+
+
+def test_missing_prefetch_is_fetched_from_the_fhir_server_with_its_token(server):
+    path = ORDER_EXAMPLES[0]
+    call = hook_request(json.loads(path.read_text()))
+    _FhirServer.resources = {"Patient/patient": call["prefetch"].pop("patient"),
+                             "Coverage": call["prefetch"].pop("coverage")}
+    fhir = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FhirServer)
+    threading.Thread(target=fhir.serve_forever, daemon=True).start()
+    try:
+        call["fhirServer"] = f"http://127.0.0.1:{fhir.server_address[1]}/fhir"
+        call["fhirAuthorization"] = {"access_token": "secret-token", "token_type": "Bearer", "expires_in": 300,
+                                     "scope": "patient/*.read", "subject": "ionm-coverage"}
+        assert _post(server, HOOK, call).json() == cli_crd(path)
+        call["fhirAuthorization"]["access_token"] = "wrong"
+        refused = _post(server, HOOK, call)
+        assert refused.status_code == 412 and "/prefetch/patient" in refused.text
+    finally:
+        fhir.shutdown()
+
+
+def test_order_select_gives_coverage_information_without_asking_for_documents(server):
+    """CRD: on a secondary hook coverage information SHALL NOT ask for documents."""
+    path = next(p for p in ORDER_EXAMPLES if p.name.startswith("alif-plif"))
+    call = hook_request(json.loads(path.read_text()), hook="order-select")
+    response = _post(server, "/cds-services/ionm-coverage-order-select", call).json()
+    signed = cli_crd(path)
+    urls = [[e["url"] for e in a["resource"]["extension"][0]["extension"]] for a in response["systemActions"]]
+    assert not any("doc-needed" in u or "questionnaire" in u for u in urls)
+    signed_urls = [[e["url"] for e in a["resource"]["extension"][0]["extension"]] for a in signed["systemActions"]]
+    assert any("questionnaire" in u for u in signed_urls)  # the same orders on order-sign do ask
+    assert [sorted(set(s) - {"doc-needed", "questionnaire"}) for s in signed_urls] == [sorted(u) for u in urls]
 
 
 def test_a_get_on_the_hook_is_405_not_500(server):
@@ -244,7 +297,7 @@ def test_with_jwks_only_a_valid_cds_hooks_token_is_let_in(tmp_path):
         assert _post(srv, HOOK, body).status_code == 401
         assert _post(srv, HOOK, body, authorization="Bearer " + _jwt(key, url)).status_code == 200
         assert _post(srv, HOOK, body, authorization="Bearer " + _jwt(key, "https://elsewhere/")).status_code == 401
-        forged = jwt.encode({"aud": url, "exp": int(time.time()) + 300}, "secret", algorithm="HS256")
+        forged = jwt.encode({"aud": url, "exp": int(time.time()) + 300}, "s" * 32, algorithm="HS256")
         assert _post(srv, HOOK, body, authorization="Bearer " + forged).status_code == 401
         assert httpx.get(srv.base + "/cds-services").status_code == 200
     finally:
