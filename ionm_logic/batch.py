@@ -78,7 +78,11 @@ def _case_id(raw: bytes):
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
-    value = doc.get("case_id") if isinstance(doc, dict) else None
+    if isinstance(doc, dict) and doc.get("resourceType") == "Bundle":  # a FHIR Bundle's case id (fhir/read.py)
+        ident = doc.get("identifier") if isinstance(doc.get("identifier"), dict) else {}
+        value = ident.get("value") or doc.get("id")
+    else:
+        value = doc.get("case_id") if isinstance(doc, dict) else None
     return value if isinstance(value, str) else None
 
 

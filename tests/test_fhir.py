@@ -341,3 +341,20 @@ def test_batch_decides_fhir_bundles_like_their_twins(tmp_path):
     assert out.exit_code == 0, out.output
     records = [json.loads(l) for l in out.output.splitlines() if l.startswith("{")]
     assert [signature(r) for r in records] == [signature(explain_json(twin_of(p))) for p in FHIR_EXAMPLES]
+
+
+def test_a_bad_bundle_in_a_batch_is_an_error_record_naming_the_bundle_pointer_and_the_others_run(tmp_path):
+    good = json.loads(FHIR_EXAMPLES[0].read_text())
+    bad = copy.deepcopy(good)
+    bad["identifier"]["value"] = "broken-bundle"
+    coverage = next(e["resource"] for e in bad["entry"] if e["resource"]["resourceType"] == "Coverage")
+    coverage["payor"][0]["identifier"]["value"] = "acme-health"
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(json.dumps(d) for d in (good, bad, good)) + "\n")
+    out = run("batch", src)
+    records = [json.loads(l) for l in out.output.splitlines() if l.startswith("{")]
+    assert [r["schema"] for r in records] == ["ionm-logic/determination/v1", "ionm-logic/error/v1",
+                                              "ionm-logic/determination/v1"]
+    error = records[1]
+    assert error["case_id"] == "broken-bundle" and error["error"]["pointer"].endswith("/resource/payor/0")
+    assert "unknown payer" in error["error"]["message"]

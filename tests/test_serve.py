@@ -115,6 +115,14 @@ def test_the_order_sign_answer_equals_explain_format_crd(server, path):
     assert explained.json() == cli_crd(path)
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "examples" / "fhir" / "hooks").glob("order-sign.*.json")),
+                         ids=lambda p: p.name)
+def test_the_shipped_hook_calls_are_their_bundles_as_order_sign_and_answer_like_explain(server, path):
+    bundle = ROOT / "examples" / "fhir" / (path.name.split(".", 1)[1].rsplit(".", 1)[0] + ".order.json")
+    assert json.loads(path.read_text()) == hook_request(json.loads(bundle.read_text()))
+    assert _post(server, HOOK, path.read_bytes()).json() == cli_crd(bundle)
+
+
 def test_explain_formats(server):
     case = (ROOT / "examples" / "alif-plif-l5-s1.json").read_bytes()
     local = CliRunner().invoke(main, ["explain", str(ROOT / "examples" / "alif-plif-l5-s1.json"), "--format", "json"])
