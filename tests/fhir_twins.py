@@ -88,7 +88,8 @@ def case_facts(case: dict) -> list:
         if not proc.get("approaches"):
             raise ValueError("the codes imply approaches the case does not state: not expressible")
     levels = proc.get("levels", [])
-    if any(level not in VERTEBRAE for level in levels) or len(set(levels)) != len(levels):
+    # Vertebrae ride on the surgical resource's bodySite: without a surgical code there is none.
+    if not proc.get("codes") or any(level not in VERTEBRAE for level in levels) or len(set(levels)) != len(levels):
         facts += [("procedure.levels", level) for level in levels]
     facts += [("procedure.instrumentation", d) for d in proc.get("instrumentation", [])]
     for path in FLAG_FIELDS:
