@@ -9,7 +9,6 @@ first answer.
 """
 import argparse
 import json
-import statistics
 import sys
 import threading
 import time

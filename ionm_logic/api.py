@@ -44,13 +44,13 @@ def read_case(path: str):
     return parse_case(*_read_bytes(path))
 
 
-def read_input(path: str, kb, answers: Optional[str] = None):
+def read_input(path: str, kb, answers: Optional[str] = None, payer: Optional[str] = None):
     """Read a case file v1 or a FHIR Bundle ('-' for standard input), with a QuestionnaireResponse's
-    answers applied if given: an inputs.Input."""
+    answers applied if given: an inputs.Input. `payer` (--payer) overrides the input's payer."""
     from .inputs import apply_answers, parse_input
 
     raw, source = _read_bytes(path)
-    inp = parse_input(raw, kb, source)
+    inp = parse_input(raw, kb, source, payer_given=payer is not None)
     if answers:
         inp = apply_answers(inp, *_read_bytes(answers))
     return inp

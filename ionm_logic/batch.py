@@ -116,7 +116,7 @@ def decide_record(record: Record) -> Outcome:
     try:
         if record.raw.startswith(b"\0unreadable: "):
             raise InputError([("", record.raw[1:].decode())])
-        inp = parse_input(record.raw, _WORKER["kb"])
+        inp = parse_input(record.raw, _WORKER["kb"], payer_given=options.payer is not None)
         result, _basis = explain_input(_WORKER["kb"], inp, payer=options.payer, as_of=_WORKER["as_of"])
     except InputError as exc:
         first = exc.first()

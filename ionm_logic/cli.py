@@ -69,7 +69,7 @@ def explain(case_file, payer, as_of, fmt, detail, line_code, why_not_target, ans
     order; --format questionnaire a DTR Questionnaire for the missing documentation."""
     day = api.parse_date(as_of)
     kb = api.knowledge_base(rule_dirs)
-    inp = api.read_input(case_file, kb, answers_file)
+    inp = api.read_input(case_file, kb, answers_file, payer)
     if why_not_target:
         from . import whynot
 

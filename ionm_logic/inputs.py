@@ -58,8 +58,9 @@ def _loads(raw, source: str = ""):
         raise InputError([("", f"not valid JSON: {exc}")], source) from None
 
 
-def parse_input(raw, kb, source: str = "") -> Input:
-    """A case file v1 or a FHIR Bundle (told apart by resourceType), validated."""
+def parse_input(raw, kb, source: str = "", payer_given: bool = False) -> Input:
+    """A case file v1 or a FHIR Bundle (told apart by resourceType), validated. `payer_given`:
+    the payer comes from elsewhere (--payer), so a Bundle need not name a known one."""
     doc = _loads(raw, source)
     if isinstance(doc, dict) and "resourceType" in doc:
         if doc.get("resourceType") != "Bundle":
@@ -67,7 +68,7 @@ def parse_input(raw, kb, source: str = "") -> Input:
                              source)
         from .fhir.read import read_bundle
 
-        fhir_case = read_bundle(doc, kb, source)
+        fhir_case = read_bundle(doc, kb, source, payer_given)
         return Input(fhir_case.case, fhir_case.document, source, fhir_case)
     case = parse_case(raw, source)
     return Input(case, doc, source)

@@ -49,7 +49,7 @@ class Problem(Exception):
 
 def _status_of(exc: InputError) -> int:
     """422 for an unknown payer (a CRD rule: the payer must be one this service answers for), else 400."""
-    payer = any(m.startswith(("unknown payer", "unknown policy pack", "no payer")) for _p, m in exc.problems)
+    payer = any(m.startswith(("unknown payer", "unknown policy pack")) for _p, m in exc.problems)
     return 422 if payer else 400
 
 
@@ -83,7 +83,7 @@ def explain_body(kb, raw: bytes, fmt: str, payer: Optional[str], as_of: Optional
 
     try:
         day = api.parse_date(as_of, "as_of")
-        inp = parse_input(raw, kb, "")
+        inp = parse_input(raw, kb, "", payer_given=payer is not None)
         result, basis = api.explain_input(kb, inp, payer=payer, as_of=day)
         return MEDIA[fmt], api.render_input(kb, inp, result, basis, fmt)
     except InputError as exc:

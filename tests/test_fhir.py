@@ -401,3 +401,25 @@ def explain_json_in_process(kb, inp):
     from ionm_logic.api import explain_input
 
     return explain_input(kb, inp)[0]
+
+
+def test_payer_override_reads_a_bundle_whose_payer_maps_to_no_pack(tmp_path):
+    doc = _bundle()
+    next(e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == "Coverage")["payor"][0][
+        "identifier"]["value"] = "acme-health"
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(doc))
+    assert run("explain", path).exit_code == 2
+    result = explain_json(path, "--payer", "anthem-cg-surg-104")
+    assert result["payer"] == "anthem-cg-surg-104"
+    assert signature(result) == signature(explain_json(twin_of(FHIR_EXAMPLES[0]), "--payer", "anthem-cg-surg-104"))
+
+
+def test_a_bundle_without_coverage_says_so(tmp_path):
+    doc = _bundle()
+    doc["entry"] = [e for e in doc["entry"] if e["resource"]["resourceType"] != "Coverage"]
+    _claim(doc)["insurance"][0]["coverage"] = {"display": "unknown"}
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(doc))
+    out = run("explain", path)
+    assert out.exit_code == 2 and "/entry: no Coverage with a payor" in out.output, out.output

@@ -10,9 +10,10 @@ mapping cannot read completely is an error naming the Bundle pointer, never a gu
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 from pydantic import BaseModel
@@ -27,12 +28,6 @@ HCPCS_SYSTEMS = ("http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets",
 ICD10CM_SYSTEM = "http://hl7.org/fhir/sid/icd-10-cm"
 SNOMED_SYSTEM = "http://snomed.info/sct"
 CLAIM_USES = ("claim", "preauthorization")
-# Order elements read from an IONM ServiceRequest; a Claim.item's counterparts.
-_ORDER_KINDS = ("ServiceRequest",)
-
-
-def is_bundle(doc) -> bool:
-    return isinstance(doc, dict) and doc.get("resourceType") == "Bundle"
 
 
 @dataclass
@@ -114,6 +109,7 @@ def _pydantic_problems(model, data, at: str, problems: list) -> None:
         problems.append((at, f"not valid FHIR R4: {exc}"))
 
 
+@functools.lru_cache(maxsize=None)
 def _field_shape(path: tuple):
     """'list', 'scalar' or None (no such field) for a case/v1 field path, from the case model."""
     model = Case
@@ -493,8 +489,9 @@ def pointer_join(base: str, *parts) -> str:
     return base + pointer(*parts)
 
 
-def read_bundle(doc: dict, kb, source: str = "") -> FhirCase:
-    """The case a Bundle describes. Raises InputError naming Bundle pointers."""
+def read_bundle(doc: dict, kb, source: str = "", payer_given: bool = False) -> FhirCase:
+    """The case a Bundle describes. Raises InputError naming Bundle pointers. With `payer_given`
+    (--payer), a Bundle whose payer maps to no pack, or that has no Coverage, is still read."""
     _validate_structure(doc, source)
     reader = _Reader(doc, kb, source)
     reader.line_facts = []
@@ -509,8 +506,9 @@ def read_bundle(doc: dict, kb, source: str = "") -> FhirCase:
     for (_services, line, name), value, at in reader.line_facts:
         reader.document["services"][line][name] = value
         reader.pointers[pointer("services", line, name)] = at
-    if reader.unknown_payer and not reader.has(("payer",)):
-        reader.problem(*reader.unknown_payer)
+    if not payer_given and not reader.has(("payer",)):
+        reader.problem(*(reader.unknown_payer or ("/entry", "no Coverage with a payor: the payer decides the policy "
+                                                           "pack (or pass --payer)")))
     if not reader.has(("case_id",)):
         ident = doc.get("identifier") if isinstance(doc.get("identifier"), dict) else {}
         if ident.get("value"):
