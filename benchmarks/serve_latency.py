@@ -5,7 +5,9 @@ Starts a real uvicorn on 127.0.0.1 with --workers 1 and 2; for 1, 4 and 8 concur
 (threads, one keep-alive httpx connection each) posts the CDS Hooks order-sign call built from
 an order Bundle in examples/fhir/ (the reference case by default) N times in all, after a
 warm-up, and prints one table. Every answer is checked: status 200 and the same bytes as the
-first answer.
+first answer. A second table splits one call's time in this process (medians): FHIR structure
+validation, reading the Bundle as a case, deciding with proofs, the CRD response, and the same
+case decided from its case file — the engine's own cost on this machine at this moment.
 """
 import argparse
 import json
@@ -56,6 +58,39 @@ def measure(base, body, clients, total):
             "p99": percentile(latencies, 0.99) * 1000, "rps": len(latencies) / elapsed, "errors": len(errors)}
 
 
+def median_ms(fn, runs=40):
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return f"{times[len(times) // 2] * 1000:.1f}"
+
+
+def breakdown(example):
+    from ionm_logic import api, serve
+    from ionm_logic.case import parse_case
+    from ionm_logic.fhir import crd, read
+    from ionm_logic.inputs import Input
+
+    kb = api.knowledge_base()
+    call = hook_request(json.loads(Path(example).read_text()))
+    bundle, _origins = serve._hook_bundle(call)
+    fhir_case = read.read_bundle(bundle, kb)
+    inp = Input(fhir_case.case, fhir_case.document, "", fhir_case)
+    result, _basis = api.explain_input(kb, inp)
+    twin = parse_case((ROOT / "examples" / (Path(example).name.split(".")[0] + ".json")).read_bytes())
+    for _ in range(5):
+        serve.hook_call(kb, call)
+    return [["whole hook call", median_ms(lambda: serve.hook_call(kb, call))],
+            ["  FHIR structure (fhir.resources)", median_ms(lambda: read._validate_structure(bundle, ""))],
+            ["  Bundle -> case (with the above)", median_ms(lambda: read.read_bundle(bundle, kb))],
+            ["  decide, proofs, missing documentation", median_ms(lambda: api.explain_input(kb, inp))],
+            ["  CRD response", median_ms(lambda: api.to_json(crd.cds_response(kb, inp, result)))],
+            ["the twin case file decided (engine alone)", median_ms(lambda: api.explain_case(kb, twin))]]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=800, help="requests per row (split over the clients)")
@@ -77,6 +112,8 @@ def main():
             server.stop()
     print(f"order-sign on {Path(args.example).name}, {args.requests} requests per row")
     print(tabulate(rows, headers=["workers", "clients", "p50 ms", "p95 ms", "p99 ms", "req/s", "errors"]))
+    print()
+    print(tabulate(breakdown(args.example), headers=["one call in process", "median ms"]))
 
 
 if __name__ == "__main__":
