@@ -423,3 +423,18 @@ def test_a_bundle_without_coverage_says_so(tmp_path):
     path.write_text(json.dumps(doc))
     out = run("explain", path)
     assert out.exit_code == 2 and "/entry: no Coverage with a payor" in out.output, out.output
+
+
+def test_an_order_bundle_with_two_coverages_and_no_insurance_reference_is_not_guessed(tmp_path):
+    doc = json.loads((ROOT / "examples" / "fhir" / "c5-c6-acdf-myelopathy-in-room.order.json").read_text())
+    coverage = next(e for e in doc["entry"] if e["resource"]["resourceType"] == "Coverage")
+    second = copy.deepcopy(coverage)
+    second["resource"]["id"] = "coverage-2"
+    second["fullUrl"] = "urn:uuid:coverage-2"
+    doc["entry"].append(second)
+    for e in doc["entry"]:
+        e["resource"].pop("insurance", None)
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(doc))
+    out = run("explain", path)
+    assert out.exit_code == 2 and f"/entry/{len(doc['entry']) - 1}/resource: several Coverages" in out.output, out.output

@@ -281,6 +281,11 @@ class _Reader:
                                       "Claim.item.informationSequence)")
                 return
             path = ("services", line, code.split(".", 1)[1])
+            earlier = [v for p, v, _a in self.line_facts if p == path]
+            if earlier:
+                if earlier[0] != value:
+                    self.problem(value_at, f"{code} is stated twice for one line with different values")
+                return
         else:
             path = tuple(code.split("."))
             shape = _field_shape(path)
@@ -658,8 +663,12 @@ def _read_orders(reader: _Reader):
     for at, sr in orders:
         for k, ref in enumerate(sr.get("insurance") or []):
             coverage = coverage or reader.resolve(ref, pointer_join(at, "insurance", k), ("Coverage",))
-    if coverage is None and reader.of_type("Coverage"):
-        coverage = reader.of_type("Coverage")[0]
+    coverages = reader.of_type("Coverage")
+    if coverage is None and len(coverages) > 1:
+        reader.problem(coverages[1][0], "several Coverages and no ServiceRequest.insurance naming one: which payer "
+                                        "decides is not said")
+    elif coverage is None and coverages:
+        coverage = coverages[0]
     return lines, reader.coverage(coverage)
 
 
