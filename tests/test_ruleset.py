@@ -106,3 +106,30 @@ def test_constants_in_body_literals_decide_whether_a_fact_touches_a_rule(rules):
         and [getattr(a, "value", None) for a in i.atom.args[1:]] == ["myelopathy", "true"] for i in r.body)}
     assert wants_true and wants_true <= true and not wants_true & false
     assert rules.touched_rules(set()) == frozenset()
+
+
+def test_the_parsed_rule_cache_key_changes_with_any_module_of_the_rule_language(tmp_path, monkeypatch):
+    # Rule objects pickled by one version of lang/ must never be read by another: the key
+    # hashes every lang/ module, whatever its name (files moved in or out count too).
+    import shutil
+
+    from ionm_logic.engine import ruleset
+
+    copy = tmp_path / "lang"
+    shutil.copytree(ruleset._LANG, copy)
+    monkeypatch.setattr(ruleset, "_LANG", copy)
+    before = ruleset.language_digest()
+    (copy / "objects.py").write_text((copy / "objects.py").read_text() + "\n# changed\n")
+    edited = ruleset.language_digest()
+    (copy / "newcomer.py").write_text("")
+    added = ruleset.language_digest()
+    assert len({before, edited, added}) == 3
+
+
+def test_a_cached_load_gives_the_same_rules_as_a_fresh_parse(tmp_path, monkeypatch):
+    monkeypatch.setenv("IONM_LOGIC_CACHE", str(tmp_path))
+    fresh = load_rules()
+    assert len(list((tmp_path / "ionm-logic").glob("rules-v*.pickle"))) == 1
+    cached = load_rules()
+    assert [(r.id, r.file, r.line) for r in cached.rules] == [(r.id, r.file, r.line) for r in fresh.rules]
+    assert cached.sha256 == fresh.sha256
