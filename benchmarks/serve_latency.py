@@ -79,7 +79,7 @@ def breakdown(example):
     bundle, _origins = serve._hook_bundle(call)
     fhir_case = read.read_bundle(bundle, kb)
     inp = Input(fhir_case.case, fhir_case.document, "", fhir_case)
-    result, _basis = api.explain_input(kb, inp)
+    result = api.explain_input(kb, inp).document
     twin = parse_case((ROOT / "examples" / (Path(example).name.split(".")[0] + ".json")).read_bytes())
     for _ in range(5):
         serve.hook_call(kb, call)

@@ -117,7 +117,7 @@ def decide_record(record: Record) -> Outcome:
         if record.raw.startswith(b"\0unreadable: "):
             raise InputError([("", record.raw[1:].decode())])
         inp = parse_input(record.raw, _WORKER["kb"], payer_given=options.payer is not None)
-        result, _basis = explain_input(_WORKER["kb"], inp, payer=options.payer, as_of=_WORKER["as_of"])
+        result = explain_input(_WORKER["kb"], inp, payer=options.payer, as_of=_WORKER["as_of"]).document
     except InputError as exc:
         first = exc.first()
         message = "; ".join(f"{p or '(document)'}: {m}" for p, m in exc.problems) if len(exc.problems) > 1 else first["message"]
@@ -227,7 +227,7 @@ def _write(outcomes: list, out, summary: Summary, progress) -> None:
 
 def summary_rows(summary: Summary):
     """(headers, rows) of headline counts by payer and code."""
-    from .checks import DETERMINATIONS
+    from .lang.contract import DETERMINATIONS
 
     heads = list(DETERMINATIONS) + ["undetermined"]
     used = [h for h in heads if any(k[2] == h for k in summary.tally)]

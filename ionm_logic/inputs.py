@@ -79,22 +79,21 @@ def apply_answers(inp: Input, raw, qr_source: str) -> Input:
     qr = _loads(raw, qr_source)
     if not isinstance(qr, dict) or qr.get("resourceType") != "QuestionnaireResponse":
         raise InputError([("/resourceType", "expected a FHIR QuestionnaireResponse")], qr_source)
-    from .fhir.read import _pydantic_problems
     from fhir.resources.R4B import get_fhir_model_class
 
+    from .fhir.read import field_shape, structure_problems
+
     problems = []
-    _pydantic_problems(get_fhir_model_class("QuestionnaireResponse"), qr, "", problems)
+    structure_problems(get_fhir_model_class("QuestionnaireResponse"), qr, "", problems)
     if problems:
         raise InputError(problems, qr_source)
-    from .fhir.read import _field_shape
-
     document = copy.deepcopy(inp.document)
     answered = dict(inp.answered)
     for k, item in enumerate(qr.get("item") or []):
         link = item.get("linkId", "")
         at = pointer("item", k)
         path = tuple(part for part in link.split("/")[1:]) if link.startswith("/") else ()
-        if not path or _field_shape(path) != "scalar":
+        if not path or field_shape(path) != "scalar":
             problems.append((at + "/linkId", f"linkId {link!r} is not the JSON pointer of a case field"))
             continue
         answers = item.get("answer") or []

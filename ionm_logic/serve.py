@@ -57,12 +57,9 @@ class Engine:
     """The one thread of this process that owns the knowledge base; all engine work runs on it."""
 
     def __init__(self, rule_dirs=()):
-        from .kb import KnowledgeBase
-
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ionm-engine")
-        # A knowledge base of its own, loaded on the engine thread: the process may hold another
-        # (the CLI checks --rules on its main thread before the server starts), owned by that thread.
-        self.kb = self.pool.submit(KnowledgeBase, tuple(rule_dirs)).result()
+        # api.knowledge_base gives each thread its own engine: this one is the engine thread's.
+        self.kb = self.pool.submit(api.knowledge_base, tuple(rule_dirs)).result()
 
     async def run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
@@ -84,8 +81,8 @@ def explain_body(kb, raw: bytes, fmt: str, payer: Optional[str], as_of: Optional
     try:
         day = api.parse_date(as_of, "as_of")
         inp = parse_input(raw, kb, "", payer_given=payer is not None)
-        result, basis = api.explain_input(kb, inp, payer=payer, as_of=day)
-        return MEDIA[fmt], api.render_input(kb, inp, result, basis, fmt)
+        decision = api.explain_input(kb, inp, payer=payer, as_of=day)
+        return MEDIA[fmt], api.render_input(kb, inp, decision, fmt)
     except InputError as exc:
         raise Problem(_status_of(exc), exc.problems) from None
 
@@ -100,8 +97,7 @@ def hook_call(kb, call: dict):
     try:
         fhir_case = read_bundle(bundle, kb, "")
         inp = Input(fhir_case.case, fhir_case.document, "", fhir_case)
-        result, _basis = api.explain_input(kb, inp)
-        response = crd.cds_response(kb, inp, result)
+        response = crd.cds_response(kb, inp, api.explain_input(kb, inp).document)
     except InputError as exc:
         raise Problem(_status_of(exc), [(_origin(p, origins), m) for p, m in exc.problems]) from None
     if call["hook"] in SECONDARY_HOOKS:

@@ -365,7 +365,7 @@ def _twin_signature(kb, doc):
     from ionm_logic.inputs import parse_input
 
     inp = parse_input(json.dumps(doc).encode(), kb)
-    return signature(explain_input(kb, inp)[0]), inp
+    return signature(explain_input(kb, inp).document), inp
 
 
 @pytest.mark.parametrize("form", ["claim", "order"])
@@ -400,7 +400,7 @@ def test_any_case_written_as_a_bundle_decides_as_the_case(kb, form):
 def explain_json_in_process(kb, inp):
     from ionm_logic.api import explain_input
 
-    return explain_input(kb, inp)[0]
+    return explain_input(kb, inp).document
 
 
 def test_payer_override_reads_a_bundle_whose_payer_maps_to_no_pack(tmp_path):

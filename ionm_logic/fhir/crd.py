@@ -14,7 +14,8 @@ import json
 import uuid
 
 from ..errors import InputError
-from ..decide import _ASK
+from ..case import PosedCase
+from ..policy import pack_titles
 
 EXT_COVERAGE_INFORMATION = "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
 CARD_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
@@ -105,8 +106,7 @@ def cds_response(kb, inp, result: dict) -> dict:
 
 def explanation_card(kb, result: dict, orders: list, ids: list) -> dict:
     pack = result["policy"]["id"]
-    titles = kb.values("policy_pack", pack, None)
-    label = titles[0][1] if titles else pack
+    label = pack_titles(kb).get(pack, pack)
     lines = result["lines"]
     necessary = sum(line["determination"] == "medically_necessary" for line in lines)
     summary = (f"IONM under {pack}: {necessary} of {len(lines)} order{'s' if len(lines) != 1 else ''} "
@@ -145,7 +145,7 @@ def questionnaire(inp, result: dict) -> dict:
     items = []
     for ptr, values in fields.items():
         path = tuple(ptr.split("/")[1:])
-        item = {"linkId": ptr, "text": f"Document {_ASK.get(path, ptr)}.",
+        item = {"linkId": ptr, "text": f"Document {PosedCase.question(path)}.",
                 "required": False}
         if all(isinstance(v, bool) for v in values):
             item["type"] = "boolean"

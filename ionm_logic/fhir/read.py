@@ -20,6 +20,8 @@ from pydantic import BaseModel
 
 from ..case import CASE_SCHEMA, Case, parse_case
 from ..errors import InputError, pointer
+from ..lang.contract import (FHIR_CASE_FACT, FHIR_PAYER_IDENTIFIER, FHIR_SNOMED_VERTEBRA, FHIR_SURGICAL_CODE_APPROACH,
+                             FHIR_SURGICAL_CODE_PROCEDURE, KNOWN_CODE)
 
 CASE_FACT_SYSTEM = "https://ionm-logic.dev/CodeSystem/case-fact"
 CPT_SYSTEMS = ("http://www.ama-assn.org/go/cpt", "https://www.ama-assn.org/go/cpt")
@@ -75,7 +77,7 @@ def _validate_structure(doc: dict, source: str) -> None:
         raise InputError([("/entry", "Bundle.entry must be an array")], source)
     shell = dict(doc)
     shell["entry"] = [{k: v for k, v in e.items() if k != "resource"} if isinstance(e, dict) else e for e in entries]
-    _pydantic_problems(get_fhir_model_class("Bundle"), shell, "", problems)
+    structure_problems(get_fhir_model_class("Bundle"), shell, "", problems)
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict) or "resource" not in entry:
             continue
@@ -89,12 +91,12 @@ def _validate_structure(doc: dict, source: str) -> None:
         except (ValueError, KeyError):
             problems.append((at + "/resourceType", f"{kind!r} is not a FHIR R4 resource type"))
             continue
-        _pydantic_problems(model, resource, at, problems)
+        structure_problems(model, resource, at, problems)
     if problems:
         raise InputError(problems, source)
 
 
-def _pydantic_problems(model, data, at: str, problems: list) -> None:
+def structure_problems(model, data, at: str, problems: list) -> None:
     from pydantic import ValidationError
 
     try:
@@ -110,7 +112,7 @@ def _pydantic_problems(model, data, at: str, problems: list) -> None:
 
 
 @functools.lru_cache(maxsize=None)
-def _field_shape(path: tuple):
+def field_shape(path: tuple):
     """'list', 'scalar' or None (no such field) for a case/v1 field path, from the case model."""
     model = Case
     for n, name in enumerate(path):
@@ -158,7 +160,7 @@ class _Reader:
                 self.by_ref[f"{resource['resourceType']}/{resource['id']}"] = (at, resource)
             if entry.get("fullUrl"):
                 self.by_ref[entry["fullUrl"]] = (at, resource)
-        facts = self.kb.values("fhir_case_fact", None, None, None)
+        facts = self.kb.values(FHIR_CASE_FACT, None, None, None)
         self.fact_codes = {code: where for code, where, _element in facts}
 
     # --- helpers -------------------------------------------------------------------
@@ -189,7 +191,7 @@ class _Reader:
         for part in path[:-1]:
             node = node.setdefault(part, {})
         name = path[-1]
-        if _field_shape(path) == "list":
+        if field_shape(path) == "list":
             items = node.setdefault(name, [])
             self.pointers.setdefault(pointer(*path), at)
             self.pointers[pointer(*path, len(items))] = at
@@ -235,7 +237,7 @@ class _Reader:
             raw, where = raw.get("value"), pointer_join(where, "value")
         if key == "valueCodeableConcept":
             levels = [(lvl, a) for code, a in self.codes(raw, where, (SNOMED_SYSTEM,))
-                      for _c, lvl in self.kb.values("fhir_snomed_vertebra", code, None)]
+                      for _c, lvl in self.kb.values(FHIR_SNOMED_VERTEBRA, code, None)]
             if levels:
                 return levels[0]
             facts = self.codes(raw, where, (CASE_FACT_SYSTEM,))
@@ -288,7 +290,7 @@ class _Reader:
                 return
         else:
             path = tuple(code.split("."))
-            shape = _field_shape(path)
+            shape = field_shape(path)
             if shape is None:
                 self.problem(code_at, f"{code} is not a field of case file v1 in this version of ionm-logic")
                 return
@@ -379,7 +381,7 @@ class _Reader:
         kinds = []
         for code, at in codes:
             self.put(("procedure", "codes"), code, at)
-            for _c, kind, region in self.kb.values("fhir_surgical_code_procedure", code, None, None):
+            for _c, kind, region in self.kb.values(FHIR_SURGICAL_CODE_PROCEDURE, code, None, None):
                 kinds.append((code, kind, region, at))
         for field_name, index in (("kind", 1), ("region", 2)):
             if pointer("procedure", field_name) in self.stated:
@@ -398,7 +400,7 @@ class _Reader:
         if pointer("procedure", "approaches") not in self.stated:
             seen = set()
             for code, at in codes:
-                for _c, approach in self.kb.values("fhir_surgical_code_approach", code, None):
+                for _c, approach in self.kb.values(FHIR_SURGICAL_CODE_APPROACH, code, None):
                     if approach not in seen:
                         seen.add(approach)
                         self.put(("procedure", "approaches"), approach, at)
@@ -411,7 +413,7 @@ class _Reader:
                 self.problem(site_at, "a bodySite needs a SNOMED CT vertebra coding")
                 continue
             code, code_at = snomed[0]
-            level = self.kb.values("fhir_snomed_vertebra", code, None)
+            level = self.kb.values(FHIR_SNOMED_VERTEBRA, code, None)
             if not level:
                 self.problem(code_at, f"SNOMED CT {code} is not a vertebra ionm-logic knows (rules/fhir/fhir-vertebrae.dl)")
                 continue
@@ -468,7 +470,7 @@ class _Reader:
                 identifiers += [(ident, pointer_join(org[0], "identifier", k))
                                 for k, ident in enumerate(org[1].get("identifier") or [])]
             for ident, ident_at in identifiers:
-                packs = self.kb.values("fhir_payer_identifier", ident.get("system"), ident.get("value"), None)
+                packs = self.kb.values(FHIR_PAYER_IDENTIFIER, ident.get("system"), ident.get("value"), None)
                 if packs:
                     self.put(("payer",), packs[0][2], ident_at + "/value")
                     return f"Coverage/{coverage.get('id')}"
@@ -628,7 +630,7 @@ def _read_orders(reader: _Reader):
             return False
         if sr.get("basedOn"):
             return True
-        return any(reader.kb.values("known_code", code) for code, _a in
+        return any(reader.kb.values(KNOWN_CODE, code) for code, _a in
                    reader.codes(sr.get("code"), at + "/code", CPT_SYSTEMS + HCPCS_SYSTEMS))
 
     orders = [(at, sr) for at, sr in requests if is_ionm(at, sr)]
