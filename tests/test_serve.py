@@ -319,3 +319,20 @@ def test_two_workers_answer_like_one(server):
             assert _post(srv, HOOK, body).content == _post(server, HOOK, body).content
     finally:
         srv.stop()
+
+
+def test_the_servers_engine_answers_on_its_own_thread_and_refuses_any_other():
+    """All engine work of a server process runs on its one engine thread: the engine it loaded
+    there answers there, and the same engine asked from this thread raises, never answers."""
+    from ionm_logic.engine.engine import EngineThreadError
+    from ionm_logic.serve import Engine
+
+    engine = Engine()
+    try:
+        titles = engine.pool.submit(engine.kb.values, "policy_pack", None, None).result()
+        assert ("commercial-reference", "Reference commercial payer: Intraoperative Neurophysiological Monitoring") \
+            in titles
+        with pytest.raises(EngineThreadError):
+            engine.kb.values("policy_pack", None, None)
+    finally:
+        engine.pool.shutdown()
