@@ -186,6 +186,8 @@ def _hook_bundle(call) -> tuple:
     orders = call["context"]["draftOrders"]
     prefetch = call.get("prefetch") or {}
     entries, origins = [], []
+    if not isinstance(orders.get("entry", []), list):
+        raise Problem(400, [("/context/draftOrders/entry", "Bundle.entry must be an array")])
     for i, entry in enumerate(orders.get("entry") or []):
         if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
             raise Problem(400, [(pointer("context", "draftOrders", "entry", i), "an entry must hold a resource")])
@@ -198,11 +200,14 @@ def _hook_bundle(call) -> tuple:
         if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
             raise Problem(400, [(at, "a prefetch value must be a FHIR resource or a search Bundle")])
         if value["resourceType"] == "Bundle":
+            if not isinstance(value.get("entry", []), list):
+                raise Problem(400, [(at + "/entry", "Bundle.entry must be an array")])
             for i, entry in enumerate(value.get("entry") or []):
-                if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
-                    entries.append({"resource": entry["resource"], **({"fullUrl": entry["fullUrl"]}
-                                                                       if entry.get("fullUrl") else {})})
-                    origins.append(f"{at}/entry/{i}/resource")
+                if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
+                    raise Problem(400, [(f"{at}/entry/{i}", "an entry must hold a resource")])
+                entries.append({"resource": entry["resource"], **({"fullUrl": entry["fullUrl"]}
+                                                                   if entry.get("fullUrl") else {})})
+                origins.append(f"{at}/entry/{i}/resource")
         else:
             entries.append({"resource": value})
             origins.append(at)
