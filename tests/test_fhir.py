@@ -476,3 +476,34 @@ def test_the_case_fact_code_system_has_a_code_for_every_case_file_field(kb):
                "procedure.anesthesia_minutes", "monitoring.minutes", "monitoring.professional.exclusive_minutes"}
     known = {".".join(p) for p in leaves(Case, ())}
     assert codes - known - planned == set()
+
+
+@pytest.mark.parametrize("answer_true", [True, False])
+def test_answering_every_question_decides_as_the_twin_with_those_fields_documented(tmp_path, answer_true):
+    """Boolean, integer and choice questions alike: a QuestionnaireResponse answering each item
+    (booleans with `answer_true`, others with their first option) decides exactly as the case file
+    with the same values written in."""
+    path = ROOT / "examples" / "fhir" / "l1-l2-decompression-remote-undocumented.order.json"
+    q = json.loads(run("explain", path, "--format", "questionnaire").output)
+    assert {item["type"] for item in q["item"]} >= {"boolean", "integer"}
+    twin = json.loads(twin_of(path).read_text())
+    items = []
+    for item in q["item"]:
+        if item["type"] == "boolean":
+            answer, value = {"valueBoolean": answer_true}, answer_true
+        elif item["type"] == "integer":
+            value = item["answerOption"][0]["valueInteger"]
+            answer = {"valueInteger": value}
+        else:
+            value = item["answerOption"][0]["valueCoding"]["code"]
+            answer = {"valueCoding": {"code": value}}
+        items.append({"linkId": item["linkId"], "answer": [answer]})
+        node = twin
+        parts = item["linkId"].split("/")[1:]
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    qr_path, twin_path = tmp_path / "qr.json", tmp_path / "twin.json"
+    qr_path.write_text(json.dumps({"resourceType": "QuestionnaireResponse", "status": "completed", "item": items}))
+    twin_path.write_text(json.dumps(twin))
+    assert signature(explain_json(path, "--answers", qr_path)) == signature(explain_json(twin_path))
