@@ -22,6 +22,15 @@ class InputError(Exception):
         prefix = f"{self.source}: " if self.source else ""
         return "\n".join(f"{prefix}{ptr or '(document)'}: {msg}" for ptr, msg in self.problems)
 
+    def relocated(self, locate, source: str = "") -> "InputError":
+        """The same problems at the pointers `locate` maps them to (a FHIR Bundle's, a
+        QuestionnaireResponse's), each naming the case field it is about where that differs."""
+        problems = []
+        for ptr, msg in self.problems:
+            where = locate(ptr)
+            problems.append((where, msg if where == ptr else f"{msg} (case field {ptr or '(document)'})"))
+        return InputError(problems, self.source or source)
+
     def first(self) -> dict:
         ptr, msg = self.problems[0]
         return {"pointer": ptr, "message": msg}

@@ -36,11 +36,7 @@ class Input:
         return self.fhir is not None or bool(self.answered)
 
     def rewrite_error(self, exc: InputError) -> InputError:
-        if not self.located:
-            return exc
-        problems = [(self.locate(p), m if self.locate(p) == p else f"{m} (case field {p or '(document)'})")
-                    for p, m in exc.problems]
-        return InputError(problems, exc.source or self.source)
+        return exc.relocated(self.locate, self.source) if self.located else exc
 
 
 def _loads(raw, source: str = ""):

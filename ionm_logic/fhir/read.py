@@ -62,9 +62,6 @@ class FhirCase:
                 return ""
             ptr = ptr.rsplit("/", 1)[0]
 
-    def rewrite_error(self, exc: InputError) -> InputError:
-        problems = [(self.locate(p), f"{m} (case field {p or '(document)'})") for p, m in exc.problems]
-        return InputError(problems, exc.source or self.source)
 
 
 def _validate_structure(doc: dict, source: str) -> None:
@@ -531,7 +528,7 @@ def read_bundle(doc: dict, kb, source: str = "", payer_given: bool = False) -> F
         case = parse_case(json.dumps(document))
     except InputError as exc:
         partial = FhirCase(doc, document, None, reader.pointers, form, lines, coverage, source)
-        raise partial.rewrite_error(exc) from None
+        raise exc.relocated(partial.locate, source) from None
     return FhirCase(doc, document, case, reader.pointers, form, lines, coverage, source)
 
 
