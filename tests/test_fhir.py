@@ -507,3 +507,24 @@ def test_answering_every_question_decides_as_the_twin_with_those_fields_document
     qr_path.write_text(json.dumps({"resourceType": "QuestionnaireResponse", "status": "completed", "item": items}))
     twin_path.write_text(json.dumps(twin))
     assert signature(explain_json(path, "--answers", qr_path)) == signature(explain_json(twin_path))
+
+
+def test_a_payer_adds_its_own_identifier_in_a_rules_folder(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "acme.dl").write_text(
+        "% ============================================================================\n"
+        "% acme.dl — Acme Health's payer identifier.\n% Source: Acme's payer list.\n"
+        "% ============================================================================\n\n"
+        '#citation acme-payer-list {\n    title: "Acme payer identifiers", year: 2026, source: "Acme",\n'
+        '    evidence_level: "code set", verified: yes, kind: reference\n}.\n\n'
+        "@cites acme-payer-list\n"
+        'fhir_payer_identifier("http://www.naic.org", "12345", "anthem-cg-surg-104").\n')
+    doc = _bundle()
+    coverage = next(e["resource"] for e in doc["entry"] if e["resource"]["resourceType"] == "Coverage")
+    coverage["payor"][0]["identifier"] = {"system": "http://www.naic.org", "value": "12345"}
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(doc))
+    assert run("explain", path).exit_code == 2
+    result = explain_json(path, "--rules", mine)
+    assert result["payer"] == "anthem-cg-surg-104"
