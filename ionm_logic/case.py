@@ -34,6 +34,10 @@ class Procedure(_Strict):
     approaches: List[str] = Field(default_factory=list)
     levels: List[str] = Field(default_factory=list)
     instrumentation: List[str] = Field(default_factory=list)
+    near_eloquent_cortex: Optional[bool] = None
+    cranial_nerve_tumor: Optional[bool] = None
+    high_risk_thyroid: Optional[bool] = None
+    anesthesia_minutes: Optional[int] = Field(default=None, ge=1)
 
 
 class Diagnosis(_Strict):
@@ -59,6 +63,7 @@ class Professional(_Strict):
     member_of_surgical_team: Optional[bool] = None
     real_time: Optional[bool] = None
     concurrent_cases: Optional[int] = Field(default=None, ge=1)
+    exclusive_minutes: Optional[int] = Field(default=None, ge=1)
 
 
 class Report(_Strict):
@@ -69,6 +74,7 @@ class Report(_Strict):
 class Monitoring(_Strict):
     setting: Optional[Literal["in_room", "remote"]] = None
     technologist_in_room: Optional[bool] = None
+    minutes: Optional[int] = Field(default=None, ge=1)
     professional: Professional = Field(default_factory=Professional)
     report: Report = Field(default_factory=Report)
     note: Optional[str] = None
@@ -246,6 +252,16 @@ def _procedure(case, key, add):
         add(CaseFact("uses_approach", (key, approach), pointer("procedure", "approaches", i)))
     for i, device in enumerate(proc.instrumentation):
         add(CaseFact("uses_instrumentation", (key, device), pointer("procedure", "instrumentation", i)))
+    for sign in PROCEDURE_SIGNS:
+        value = getattr(proc, sign)
+        if value is not None:
+            add(CaseFact("procedure_sign", (key, sign, _flag(value)), pointer("procedure", sign)))
+    if proc.anesthesia_minutes is not None:
+        add(CaseFact("anesthesia_minutes", (key, proc.anesthesia_minutes), "/procedure/anesthesia_minutes"))
+
+
+# The procedure's true/false/null flags (case/v1 additions of domain.md §8.9).
+PROCEDURE_SIGNS = ("near_eloquent_cortex", "cranial_nerve_tumor", "high_risk_thyroid")
 
 
 def _diagnoses(case, key, add):
@@ -289,7 +305,12 @@ def _monitoring(case, key, add):
         add(CaseFact("monitoring_setting", (key, mon.setting), "/monitoring/setting"))
     if mon.technologist_in_room is not None:
         add(CaseFact("technologist_in_room", (key, _flag(mon.technologist_in_room)), "/monitoring/technologist_in_room"))
+    if mon.minutes is not None:
+        add(CaseFact("monitoring_minutes", (key, mon.minutes), "/monitoring/minutes"))
     prof = mon.professional
+    if prof.exclusive_minutes is not None:
+        add(CaseFact("professional_exclusive_minutes", (key, prof.exclusive_minutes),
+                     "/monitoring/professional/exclusive_minutes"))
     if prof.member_of_surgical_team is not None:
         add(CaseFact("professional_on_surgical_team", (key, _flag(prof.member_of_surgical_team)),
                      "/monitoring/professional/member_of_surgical_team"))
@@ -324,8 +345,12 @@ def _flag(value: bool) -> str:
 
 
 # Fields whose absence means "not documented", and the values documenting them could take.
-# `conus_level` is left out: it has a stated default (the anatomy rules' last cord level).
+# `conus_level` is left out: it has a stated default (the anatomy rules' last cord level); minutes
+# (`monitoring.minutes`, `anesthesia_minutes`, `exclusive_minutes`) are not guessed.
 UNDOCUMENTED_CANDIDATES = (
+    (("procedure", "near_eloquent_cortex"), (True, False)),
+    (("procedure", "cranial_nerve_tumor"), (True, False)),
+    (("procedure", "high_risk_thyroid"), (True, False)),
     (("clinical", "myelopathy"), (True, False)),
     (("clinical", "radiculopathy"), (True, False)),
     (("clinical", "neurological_deficit"), (True, False)),

@@ -214,7 +214,8 @@ READ_BY_PROGRAM = {
     "known_procedure_kind", "known_region", "known_approach", "known_instrumentation", "level_rank", "modality",
     "modality_name", "code_description", "code_allows_modality", "known_code", "line_modality",
     "last_cord_level", "most_cranial_operated_level", "structure_at_risk", "surgical_code_description",
-    "monitors", "display_name",
+    "monitors", "display_name", "line_not_encoded", "pack_encodes_class", "pack_encodes_modality",
+    "pack_leaves_class_unencoded", "pack_scope_note",
 }
 # The fixed determination vocabulary of the output contract.
 DETERMINATIONS = (
@@ -293,7 +294,8 @@ def _check_packs(files, problems):
     facts = [(rf, f) for rf in files for f in rf.facts]
 
     def rows(pred):
-        return [(rf, f, tuple(a.value for a in f.atom.args)) for rf, f in facts if f.atom.pred == pred]
+        found = [(rf, f, tuple(a.value for a in f.atom.args)) for rf, f in facts if f.atom.pred == pred]
+        return found + _rows_joined_from_facts(files, facts, pred)
 
     packs = {v[0]: (rf, f) for rf, f, v in rows("policy_pack")}
     ranks = {}
@@ -334,6 +336,45 @@ def _check_packs(files, problems):
                 elif nxt is not None and end[0] >= nxt[2]:
                     problems.append(Problem(end[1], end[2], "error",
                                             f"{pack}: version {v} ends {end[0]}, overlapping version {nxt[1]} from {nxt[2]}"))
+
+
+def _rows_joined_from_facts(files, facts, pred) -> list:
+    """Tuples of `pred` that rules derive from facts alone (positive literals over predicates
+    defined only by facts, e.g. a precedence written once and named by each pack): the rule's
+    file and line stand for where each tuple is written."""
+    ruled = {rule.head.pred for rf in files for rule in rf.rules}
+    by_pred = {}
+    for _rf, f in facts:
+        by_pred.setdefault(f.atom.pred, []).append(f.atom.args)
+    out = []
+    for rf in files:
+        for rule in rf.rules:
+            body = rule.body
+            if (rule.head.pred != pred or not all(isinstance(i, Literal) and not i.negated
+                                                  and i.atom.pred not in ruled for i in body)):
+                continue
+            envs = [{}]
+            for item in body:
+                envs = [e for env in envs for args in by_pred.get(item.atom.pred, ())
+                        for e in [_unify(item.atom.args, args, env)] if e is not None]
+            for env in envs:
+                values = tuple(a.value if isinstance(a, Const) else env.get(a.name) for a in rule.head.args)
+                out.append((rf, rule, values))
+    return out
+
+
+def _unify(pattern, args, env):
+    env = dict(env)
+    for p, a in zip(pattern, args):
+        if isinstance(p, Const):
+            if p.value != a.value:
+                return None
+        elif p.name in env:
+            if env[p.name] != a.value:
+                return None
+        else:
+            env[p.name] = a.value
+    return env
 
 
 def _iso(text) -> bool:

@@ -31,6 +31,10 @@ _ASK = {
     ("monitoring", "professional", "concurrent_cases"):
         "how many cases the interpreting physician covered at the same time",
     ("monitoring", "report", "findings"): "the monitoring findings (normal or changes)",
+    ("procedure", "near_eloquent_cortex"): "whether the resection lies near eloquent (motor) cortex",
+    ("procedure", "cranial_nerve_tumor"): "whether the tumor is a cranial-nerve neuroma or cranial-base lesion",
+    ("procedure", "high_risk_thyroid"):
+        "whether the thyroid or parathyroid surgery is high-risk (total, repeat, cancer, retrosternal or giant goiter)",
 }
 
 
@@ -160,6 +164,7 @@ def explain_with_basis(kb, case: Case, *, payer: Optional[str] = None, as_of: Op
                 for values in prover.derived(pred, CASE_KEY):
                     ev.basis.append(prover.prove(pred, values))
         modalities = {line: m for _c, line, m in prover.derived("line_modality", CASE_KEY)}
+        unencoded = _unencoded_clauses(kb, prover, CASE_KEY)
         heads = {line: headline(ev.findings.get(line, []), ranks) for line in line_ids}
         gaps = missing_documentation(kb, case, chosen, ev, rules, heads, ranks, prover) if missing else {}
     lines = []
@@ -175,7 +180,8 @@ def explain_with_basis(kb, case: Case, *, payer: Optional[str] = None, as_of: Op
             "missing_documentation": gaps.get(line, []),
         }
         if not derivs:
-            entry["reason"] = _undetermined_reason(kb, service, modalities.get(line), chosen.pack)
+            entry["reason"] = (" ".join(unencoded.get(line, ()))
+                               or _undetermined_reason(kb, service, modalities.get(line), chosen.pack))
         lines.append(entry)
     observations = [_item(d, CASE_KEY, False, kb.display_names) for d in _unique_by_rule(ev.observations)]
     result = {
@@ -190,6 +196,19 @@ def explain_with_basis(kb, case: Case, *, payer: Optional[str] = None, as_of: Op
     }
     result["citations"] = citations_used(kb, result, ev.basis)
     return result, ev.basis
+
+
+def _unencoded_clauses(kb, prover, key) -> dict:
+    """Line -> the sentences (from the rules' templates) naming each clause the pack does not
+    encode for it: an undecided line's reason (line_not_encoded)."""
+    out = {}
+    for rule in kb.rules_by_head.get("line_not_encoded", ()):
+        for values, env in prover.derivations(rule):
+            if values[0] == key:
+                text = _sentence(fill(rule.template, env, key, kb.display_names))
+                if text not in out.setdefault(values[1], []):
+                    out[values[1]].append(text)
+    return out
 
 
 def _undetermined_reason(kb, service, modality, pack) -> str:

@@ -33,8 +33,10 @@ class RulesError(Exception):
 
 
 _CACHE_VERSION = 1
-# Predicates a report shows besides findings (the anatomical basis, each line's modality).
-REPORT_BASIS = ("line_modality", "last_cord_level", "most_cranial_operated_level", "structure_at_risk")
+# Predicates a report shows besides findings (the anatomical basis, each line's modality, why an
+# undecided line is undetermined).
+REPORT_BASIS = ("line_modality", "last_cord_level", "most_cranial_operated_level", "structure_at_risk",
+                "line_not_encoded")
 
 
 def _cache_path(digest: str) -> Optional[Path]:

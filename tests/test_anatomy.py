@@ -28,7 +28,7 @@ def test_default_cord_end_is_l1(kb, levels, at_risk):
         assert rules_of(line) == {"CR-P2-CORD-AT-RISK"}
     else:
         assert line["determination"] == "not_medically_necessary"
-        assert {"CR-CORD-PATHWAY-ABSENT", "CR-P3-BELOW-CORD"} <= rules_of(line)
+        assert {"PACK-CORD-PATHWAY-ABSENT", "CR-P3-BELOW-CORD"} <= rules_of(line)
 
 
 def test_documented_conus_at_l5_puts_the_cord_at_risk_at_l5_s1(kb):
@@ -61,7 +61,7 @@ def test_tethered_cord_by_flag_or_diagnosis_puts_the_cord_at_risk(kb, changes):
 
 def test_below_cord_proof_binds_top_level_cord_end_and_comparison(kb):
     line = ssep(kb, **{"procedure.levels": ["S1", "L4", "L5"]})
-    finding = next(f for f in line["findings"] if f["rule"] == "CR-CORD-PATHWAY-ABSENT")
+    finding = next(f for f in line["findings"] if f["rule"] == "PACK-CORD-PATHWAY-ABSENT")
     nodes = list(walk(finding["proof"]))
     assert any(n["node"] == "case" and n["pointer"] == "/procedure/levels/1" and '"L4"' in n["atom"] for n in nodes)
     assert any(n["node"] == "fact" and n["atom"] == 'default_last_cord_level("L1")' for n in nodes)

@@ -206,5 +206,5 @@ def test_test_command_reports_a_failing_golden_case(tmp_path):
     assert out.exit_code == 1
     assert "FAIL L5-S1 fusion" in out.output
     assert "expected medically_necessary, got not_medically_necessary" in out.output
-    assert "CR-CORD-PATHWAY-ABSENT" in out.output
+    assert "PACK-CORD-PATHWAY-ABSENT" in out.output
     assert out.output.rstrip().endswith("1 failed")

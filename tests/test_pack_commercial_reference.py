@@ -51,13 +51,13 @@ def test_cranial_emg_in_cranial_tumor_resection_is_medically_necessary(kb):
 
 
 @pytest.mark.parametrize("professional, code, want, rule", [
-    ({"member_of_surgical_team": True}, "95941", "not_separately_reimbursable", "CR-P1-SURGICAL-TEAM"),
-    ({"member_of_surgical_team": None}, "95941", "documentation_insufficient", "CR-P1-SURGICAL-TEAM-UNDOCUMENTED"),
-    ({"real_time": False}, "95941", "requirements_not_met", "CR-P1-REAL-TIME"),
-    ({"real_time": None}, "95941", "documentation_insufficient", "CR-P1-REAL-TIME-UNDOCUMENTED"),
-    ({"concurrent_cases": 2}, "95940", "requirements_not_met", "CR-P1-CONCURRENT-CASES"),
-    ({"concurrent_cases": 3}, "G0453", "requirements_not_met", "CR-P1-CONCURRENT-CASES"),
-    ({"concurrent_cases": None}, "G0453", "documentation_insufficient", "CR-P1-CONCURRENT-CASES-UNDOCUMENTED"),
+    ({"member_of_surgical_team": True}, "95941", "not_separately_reimbursable", "PACK-SURGICAL-TEAM-TIME"),
+    ({"member_of_surgical_team": None}, "95941", "documentation_insufficient", "PACK-SURGICAL-TEAM-UNDOCUMENTED"),
+    ({"real_time": False}, "95941", "requirements_not_met", "PACK-REAL-TIME"),
+    ({"real_time": None}, "95941", "documentation_insufficient", "PACK-REAL-TIME-UNDOCUMENTED"),
+    ({"concurrent_cases": 2}, "95940", "requirements_not_met", "PACK-CONCURRENT-CASES"),
+    ({"concurrent_cases": 3}, "G0453", "requirements_not_met", "PACK-CONCURRENT-CASES"),
+    ({"concurrent_cases": None}, "G0453", "documentation_insufficient", "PACK-CONCURRENT-CASES-UNDOCUMENTED"),
 ])
 def test_professional_requirements_on_time_codes(kb, professional, code, want, rule):
     prof = {"member_of_surgical_team": False, "real_time": True, "concurrent_cases": 1, **professional}
@@ -66,7 +66,7 @@ def test_professional_requirements_on_time_codes(kb, professional, code, want, r
     got = line(kb, doc, code)
     assert got["determination"] == want
     assert rule in rules_of(got)
-    assert "CR-P5-UNDERLYING-MODALITY-NECESSARY" in rules_of(got)
+    assert "PACK-TIME-UNDERLYING-NECESSARY" in rules_of(got)
 
 
 def test_undocumented_concurrent_cases_is_no_finding_on_in_room_95940(kb):
@@ -88,12 +88,12 @@ def test_time_code_alone_has_no_underlying_modality(kb):
     doc = case_with(**{"services": [{"code": "95941", "units": 1}], "monitoring.professional.concurrent_cases": 1})
     got = line(kb, doc, "95941")
     assert got["determination"] == "not_medically_necessary"
-    assert rules_of(got) == {"CR-P5-NO-NECESSARY-MODALITY"}
+    assert rules_of(got) == {"PACK-TIME-NO-NECESSARY-MODALITY"}
 
 
 def test_train_of_four_is_not_separately_reimbursable_in_any_procedure(kb):
     doc = cranial("craniotomy", "vascular", [{"code": "95937"}])
-    assert rules_of(line(kb, doc, "95937")) == {"CR-P4-INTEGRAL-TO-ANESTHESIA"}
+    assert rules_of(line(kb, doc, "95937")) == {"PACK-ANESTHESIA-FUNCTION"}
 
 
 def test_emg_is_unproven_in_spinal_surgery_at_any_level(kb):

@@ -73,7 +73,7 @@ def test_levels_at_or_above_the_cord_end_never_give_the_below_the_cord_reason(kb
     out = decide(kb, doc, missing=False)
     for item in all_proofs(out):
         rules = {n.get("rule") for n in walk(item["proof"])}
-        assert not rules & {"ANAT-BELOW-CORD", "CR-CORD-PATHWAY-ABSENT", "CR-P3-BELOW-CORD"}
+        assert not rules & {"ANAT-BELOW-CORD", "PACK-CORD-PATHWAY-ABSENT", "CR-P3-BELOW-CORD"}
 
 
 CODE_LIKE = st.sampled_from([
