@@ -157,22 +157,31 @@ def schema(rule_dirs):
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @RULES_OPTION
 def policies(fmt, rule_dirs):
-    """List the policy packs, their versions and the dates each is in force."""
-    from .policy import pack_titles, versions
+    """List the policy packs, their versions, the dates each is in force, and the scope each encodes."""
+    from .policy import pack_scope, pack_titles, versions
 
     kb = api.knowledge_base(rule_dirs)
-    rows = []
+    rows, scopes = [], {}
     for pack, title in sorted(pack_titles(kb).items()):
         sources = ", ".join(c for _p, c in kb.values("policy_pack_source", pack, None))
+        scopes[pack] = pack_scope(kb, pack)
         for v in versions(kb, pack):
             rows.append({"pack": pack, "title": title, "version": v.version, "in_force": v.window(),
-                         "sources": sources})
+                         "sources": sources, "scope": scopes[pack]})
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return
     click.echo(tabulate([[r["pack"], r["version"], r["in_force"][0], r["in_force"][1] or "open", r["title"],
                           r["sources"]] for r in rows],
                         headers=["Pack", "Version", "From", "To", "Title", "Sources"]))
+    for pack, scope in scopes.items():
+        encoded = ", ".join(c.replace("_", " ") for c in scope["encoded_classes"]) or "none"
+        modalities = ", ".join(scope["encoded_modalities"])
+        click.echo(f"\n{pack} encodes in full: {encoded}" + (f"; every use of {modalities}" if modalities else ""))
+        for gap in scope["not_encoded"]:
+            click.echo(f"  not encoded: {gap['class'].replace('_', ' ')} — {gap['reason']}")
+        if scope["elsewhere"]:
+            click.echo(f"  elsewhere: {scope['elsewhere']}")
 
 
 @main.command()

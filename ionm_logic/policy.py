@@ -33,6 +33,19 @@ def pack_titles(kb) -> dict:
     return {pack: title for pack, title in kb.values("policy_pack", None, None)}
 
 
+def pack_scope(kb, pack: str) -> dict:
+    """What the pack declares it encodes in full (domain.md §8.1), read from its scope facts: the
+    procedure classes and modalities, the classes it leaves unencoded with the reason, and the
+    note for any other procedure."""
+    notes = [reason for _p, reason in kb.values("pack_scope_note", pack, None)]
+    return {
+        "encoded_classes": [c for _p, c in kb.values("pack_encodes_class", pack, None)],
+        "encoded_modalities": [m for _p, m in kb.values("pack_encodes_modality", pack, None)],
+        "not_encoded": [{"class": c, "reason": r} for _p, c, r in kb.values("pack_leaves_class_unencoded", pack, None, None)],
+        "elsewhere": notes[0] if notes else None,
+    }
+
+
 def versions(kb, pack: str) -> list:
     """The pack's versions in start order. A version ends on its explicit end date, or else the
     day before the next version of the same pack starts, or never."""

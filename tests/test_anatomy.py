@@ -22,10 +22,14 @@ def ssep(kb, **changes):
     (["L3", "L1"], True),
 ])
 def test_default_cord_end_is_l1(kb, levels, at_risk):
-    line = ssep(kb, **{"procedure.levels": levels})
+    # In cervical surgery the commercial cervical clause (domain.md §8.4) replaces P2 unless an
+    # exception holds: documented myelopathy (severe cord compression) is one, so the cord-at-risk
+    # finding shows through its cervical-exception form.
+    cervical = levels[0].startswith("C")
+    line = ssep(kb, **{"procedure.levels": levels, **({"clinical.myelopathy": True} if cervical else {})})
     if at_risk:
         assert line["determination"] == "medically_necessary"
-        assert rules_of(line) == {"CR-P2-CORD-AT-RISK"}
+        assert rules_of(line) == ({"CR-P2-CORD-AT-RISK-CERVICAL-EXCEPTION"} if cervical else {"CR-P2-CORD-AT-RISK"})
     else:
         assert line["determination"] == "not_medically_necessary"
         assert {"PACK-CORD-PATHWAY-ABSENT", "CR-P3-BELOW-CORD"} <= rules_of(line)

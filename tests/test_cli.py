@@ -130,12 +130,30 @@ def test_check_json_format_lists_problems_with_file_and_line(tmp_path):
 def test_policies_lists_packs_with_windows():
     out = run("policies", "--format", "json")
     rows = {(r["pack"], r["version"]): r["in_force"] for r in json.loads(out.output)}
-    assert rows == {("anthem-cg-surg-104", "2020-01-01"): ["2020-01-01", None],
+    # domain.md §8.5: Anthem's verified version starts 2023-04-12 and closes the unverified earlier
+    # one; §8.8 adds bcbsa-7.01.58 from 2022-05-15.
+    assert rows == {("anthem-cg-surg-104", "2020-01-01"): ["2020-01-01", "2023-04-11"],
+                    ("anthem-cg-surg-104", "2023-04-12"): ["2023-04-12", None],
+                    ("bcbsa-7.01.58", "2022-05-15"): ["2022-05-15", None],
                     ("cms-lcd-l34623", "2015-10-01"): ["2015-10-01", "2024-01-31"],
                     ("cms-lcd-l34623", "2024-02-01"): ["2024-02-01", None],
                     ("commercial-reference", "2020-01-01"): ["2020-01-01", None]}
     text = run("policies")
     assert text.exit_code == 0 and "cms-lcd-l34623" in text.output and "2024-01-31" in text.output
+
+
+def test_policies_shows_each_packs_encoded_scope():
+    """domain.md §8.1: each pack declares its encoded scope as facts, and `policies` shows it."""
+    scope = {r["pack"]: r["scope"] for r in json.loads(run("policies", "--format", "json").output)}
+    cms = scope["cms-lcd-l34623"]
+    assert {"spinal_decompression", "carotid_surgery", "microvascular_decompression"} <= set(cms["encoded_classes"])
+    assert "spinal_tumor_resection" not in cms["encoded_classes"]
+    gaps = {g["class"]: g["reason"] for g in cms["not_encoded"]}
+    assert "spinal cord tumor surgery is not encoded" in gaps["spinal_tumor_resection"]
+    assert scope["commercial-reference"]["encoded_modalities"] == ["eeg"]
+    assert {g["class"] for g in scope["anthem-cg-surg-104"]["not_encoded"]} == {"thyroid_surgery", "peripheral_nerve_surgery"}
+    text = run("policies").output
+    assert "cms-lcd-l34623 encodes in full:" in text and "not encoded: spinal tumor resection" in text
 
 
 def test_check_is_clean_on_shipped_rules_and_fails_on_a_bad_file(tmp_path):
