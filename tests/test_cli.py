@@ -198,7 +198,7 @@ def test_rules_option_adds_a_pack(tmp_path):
              "not_medically_necessary", "insufficient_evidence", "medically_necessary"], 1)) +
         '@rule LENIENT-EMG\n@cites lenient-policy\n@text \'EMG in spine is necessary here\'\n'
         'modality_line_finding(Case, Line, medically_necessary) :- applies_policy(Case, "lenient", V),\n'
-        '    line_modality(Case, Line, Modality), primary_pathway(Modality, nerve_roots), spinal_procedure(Case).\n')
+        '    line_modality(Case, Line, Modality), monitors(Modality, nerve_roots), spinal_procedure(Case).\n')
     out = run("explain", REFERENCE, "--payer", "lenient", "--rules", str(mine), "--format", "json")
     assert out.exit_code == 0, out.output
     lines = {l["code"]: l for l in json.loads(out.output)["lines"]}
