@@ -1,5 +1,7 @@
 """The command line: exit statuses, messages naming the field, formats, and the other commands."""
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -104,6 +106,37 @@ def test_schema_command_prints_the_case_schema_with_the_rules_vocabularies():
     assert proc["levels"]["items"]["enum"][:2] == ["C1", "C2"] and proc["levels"]["items"]["enum"][-1] == "S5"
     assert "posterior_fossa" in proc["kind"]["enum"] and "L7" not in proc["levels"]["items"]["enum"]
     assert "cms-lcd-l34623" in schema["properties"]["payer"]["anyOf"][0]["enum"]
+
+
+def test_schema_has_the_revision_2_fields_and_kinds():
+    """domain.md §8.9: optional flags (true/false/null), minutes (int >= 1 or null), two new kinds."""
+    import jsonschema
+
+    schema = json.loads(run("schema").output)
+    defs = schema["$defs"]
+    proc = defs["Procedure"]["properties"]
+    assert {"epilepsy_surgery", "microvascular_decompression"} <= set(proc["kind"]["enum"])
+    assert "bcbsa-7.01.58" in schema["properties"]["payer"]["anyOf"][0]["enum"]
+    doc = json.loads((ROOT / "examples" / "carotid-endarterectomy-in-room.json").read_text())
+    doc["procedure"].update(near_eloquent_cortex=None, cranial_nerve_tumor=False, high_risk_thyroid=True,
+                            anesthesia_minutes=120)
+    doc["monitoring"].update(minutes=90)
+    doc["monitoring"]["professional"]["exclusive_minutes"] = 45
+    jsonschema.validate(doc, schema)
+    for where, field, bad in (("procedure", "anesthesia_minutes", 0), ("monitoring", "minutes", "90"),
+                              ("procedure", "high_risk_thyroid", "yes")):
+        broken = json.loads(json.dumps(doc))
+        broken[where][field] = bad
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, schema)
+    path = ROOT / "examples" / "carotid-endarterectomy-in-room.json"
+    with tempfile.TemporaryDirectory() as tmp:
+        bad = Path(tmp) / "bad.json"
+        broken = json.loads(path.read_text())
+        broken["monitoring"]["professional"]["exclusive_minutes"] = 0
+        bad.write_text(json.dumps(broken))
+        out = run("explain", str(bad))
+        assert out.exit_code == 2 and "/monitoring/professional/exclusive_minutes" in out.output
 
 
 def test_the_schema_accepts_the_examples_and_rejects_a_bad_level():
