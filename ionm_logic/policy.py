@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .errors import InputError
+from .lang import contract as c
 
 
 @dataclass(frozen=True)
@@ -30,18 +31,18 @@ def _date(text: str, where: str) -> datetime.date:
 
 
 def pack_titles(kb) -> dict:
-    return {pack: title for pack, title in kb.values("policy_pack", None, None)}
+    return {pack: title for pack, title in kb.values(c.POLICY_PACK, None, None)}
 
 
 def pack_scope(kb, pack: str) -> dict:
     """What the pack declares it encodes in full (domain.md §8.1), read from its scope facts: the
     procedure classes and modalities, the classes it leaves unencoded with the reason, and the
     note for any other procedure."""
-    notes = [reason for _p, reason in kb.values("pack_scope_note", pack, None)]
+    notes = [reason for _p, reason in kb.values(c.SCOPE_NOTE, pack, None)]
     return {
-        "encoded_classes": [c for _p, c in kb.values("pack_encodes_class", pack, None)],
-        "encoded_modalities": [m for _p, m in kb.values("pack_encodes_modality", pack, None)],
-        "not_encoded": [{"class": c, "reason": r} for _p, c, r in kb.values("pack_leaves_class_unencoded", pack, None, None)],
+        "encoded_classes": [cls for _p, cls in kb.values(c.ENCODES_CLASS, pack, None)],
+        "encoded_modalities": [m for _p, m in kb.values(c.ENCODES_MODALITY, pack, None)],
+        "not_encoded": [{"class": cls, "reason": r} for _p, cls, r in kb.values(c.LEAVES_CLASS_UNENCODED, pack, None, None)],
         "elsewhere": notes[0] if notes else None,
     }
 
@@ -49,8 +50,8 @@ def pack_scope(kb, pack: str) -> dict:
 def versions(kb, pack: str) -> list:
     """The pack's versions in start order. A version ends on its explicit end date, or else the
     day before the next version of the same pack starts, or never."""
-    starts = sorted(((_date(s, f"policy_version({pack}, {v})"), v) for _p, v, s in kb.values("policy_version", pack, None, None)))
-    explicit = {v: _date(e, f"policy_version_ends({pack}, {v})") for _p, v, e in kb.values("policy_version_ends", pack, None, None)}
+    starts = sorted(((_date(s, f"policy_version({pack}, {v})"), v) for _p, v, s in kb.values(c.POLICY_VERSION, pack, None, None)))
+    explicit = {v: _date(e, f"policy_version_ends({pack}, {v})") for _p, v, e in kb.values(c.POLICY_VERSION_ENDS, pack, None, None)}
     out = []
     for i, (start, version) in enumerate(starts):
         end = explicit.get(version)
@@ -58,6 +59,17 @@ def versions(kb, pack: str) -> list:
             end = starts[i + 1][0] - datetime.timedelta(days=1)
         out.append(PolicyVersion(pack, version, start, end))
     return out
+
+
+def version_rows(kb) -> list:
+    """Every pack's versions as rows: pack, title, version, in_force window, sources, encoded scope."""
+    rows = []
+    for pack, title in sorted(pack_titles(kb).items()):
+        sources = ", ".join(cite for _p, cite in kb.values(c.POLICY_PACK_SOURCE, pack, None))
+        for v in versions(kb, pack):
+            rows.append({"pack": pack, "title": title, "version": v.version, "in_force": v.window(),
+                         "sources": sources, "scope": pack_scope(kb, pack)})
+    return rows
 
 
 def select(kb, pack: Optional[str], day: datetime.date, pack_pointer: str = "/payer",

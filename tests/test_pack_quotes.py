@@ -2,7 +2,7 @@
 pack like the policy."""
 from pathlib import Path
 
-from ionm_logic.kb import shipped_rules_dir
+from ionm_logic.engine import shipped_rules_dir
 
 
 def _comment_above(lines: list, index: int) -> str:
