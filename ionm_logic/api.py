@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from .case import parse_case
+from .case import LIMITS, parse_case
 from .decide import explain_with_basis
-from .errors import InputError
+from .errors import InputError, quoted
 from .kb import KnowledgeBase
 from .report import build, render_markdown, render_text
 
@@ -43,11 +43,13 @@ def read_case(path: str):
     """Read and validate a case file ('-' for standard input)."""
     import sys
 
+    # One byte past the limit is enough to say the case is too long: never read all of it.
     if path == "-":
-        return parse_case(sys.stdin.buffer.read(), "<stdin>")
+        return parse_case(sys.stdin.buffer.read(LIMITS["record_bytes"] + 1), "<stdin>")
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        with open(p, "rb") as fh:
+            raw = fh.read(LIMITS["record_bytes"] + 1)
     except FileNotFoundError:
         raise InputError([("", "no such file")], path) from None
     except IsADirectoryError:
@@ -57,18 +59,27 @@ def read_case(path: str):
     return parse_case(raw, path)
 
 
+def check_payer(kb, payer: Optional[str], what: str = "--payer") -> None:
+    """Reject a payer option that names no policy pack, before any case is read."""
+    from .policy import pack_titles
+
+    titles = pack_titles(kb)
+    if payer is not None and payer not in titles:
+        raise InputError([("", f"{what} {quoted(payer)} is not a policy pack; known packs: {', '.join(sorted(titles))}")])
+
+
 def parse_date(text: Optional[str], what: str = "--as-of") -> Optional[datetime.date]:
     if text is None:
         return None
     try:
         return datetime.date.fromisoformat(text)
     except ValueError:
-        raise InputError([("", f"{what} {text!r} is not an ISO date (YYYY-MM-DD)")]) from None
+        raise InputError([("", f"{what} {quoted(text)} is not an ISO date (YYYY-MM-DD)")]) from None
 
 
-def explain_case(kb, case, *, payer=None, as_of=None, source=""):
+def explain_case(kb, case, *, payer=None, as_of=None, source="", proofs=True):
     try:
-        return explain_with_basis(kb, case, payer=payer, as_of=as_of, source=source)
+        return explain_with_basis(kb, case, payer=payer, as_of=as_of, source=source, proofs=proofs)
     except InputError as exc:
         exc.source = exc.source or source
         raise InputError(exc.problems, exc.source) from None

@@ -142,7 +142,7 @@ def explain(kb, case: Case, **options) -> dict:
 def explain_with_basis(kb, case: Case, *, payer: Optional[str] = None, as_of: Optional[datetime.date] = None,
                        missing: bool = True, proofs: bool = True, source: str = "") -> tuple:
     """The determination/v1 object, and the proofs of the case's anatomical basis for reports.
-    `proofs=False` (benchmarks only) leaves every proof out: not a determination/v1 object."""
+    `proofs=False` leaves every proof None (batch --detail short drops them; benchmarks)."""
     check_vocabulary(case, kb, source)
     chosen = policies.select(kb, payer or case.payer, as_of or case.date_of_service,
                              pack_pointer="/payer", date_pointer="/date_of_service")

@@ -7,7 +7,7 @@ from typing import Optional
 from . import policy as policies
 from .case import case_facts, check_vocabulary, line_id
 from .decide import CASE_KEY, pointer_map
-from .errors import InputError
+from .errors import InputError, quoted
 from .proof import _COMPARE, _OP_SPELLING, Prover, fill, show
 from .rulelang import SLOT, Comparison, Const, Var, render_atom, render_value
 
@@ -18,7 +18,7 @@ MAX_DEPTH = 3  # how far a failing derived literal is followed into the rules th
 
 def parse_target(text: str) -> tuple:
     if "=" not in text:
-        raise InputError([("", f"--why-not takes CODE=DETERMINATION, e.g. 95938=medically_necessary; got {text!r}")])
+        raise InputError([("", f"--why-not takes CODE=DETERMINATION, e.g. 95938=medically_necessary; got {quoted(text)}")])
     code, determination = (part.strip() for part in text.split("=", 1))
     return code, determination
 
@@ -41,7 +41,7 @@ def why_not(kb, case, target: str, *, payer=None, as_of=None, source="") -> dict
 
     code, determination = parse_target(target)
     if determination not in DETERMINATIONS:
-        raise InputError([("", f"unknown determination {determination!r}; one of {', '.join(DETERMINATIONS)}")])
+        raise InputError([("", f"unknown determination {quoted(determination)}; one of {', '.join(DETERMINATIONS)}")])
     index = _find_line(case, code)
     if index is None:
         raise InputError([("/services", f"no service line bills {code}")], source)
