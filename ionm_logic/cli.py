@@ -37,7 +37,9 @@ class Group(click.Group):
             click.echo("\ninterrupted", err=True)
             sys.exit(130)
         except BrokenPipeError:
-            sys.exit(1)
+            # The reader of the output went away (`... | head`): not an internal error.
+            _silence_stdout()
+            sys.exit(141)
         except Exception as exc:  # noqa: BLE001 - the last line of defence
             if os.environ.get("IONM_LOGIC_DEBUG"):
                 raise

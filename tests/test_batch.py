@@ -3,6 +3,7 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -307,3 +308,14 @@ def test_the_progress_bar_never_mixes_into_records_on_a_terminal(tmp_path):
     assert len(records) == 40 and all(json.loads(line) for line in records)
     # Records to a file: the terminal shows the bar.
     assert "deciding" in on_a_terminal(["-o", str(tmp_path / "out.jsonl")])
+
+
+def test_the_readme_and_the_help_give_every_batch_exit_status():
+    """Issue 12: one meaning per exit status, and the README tells the truth about each."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("| status | `batch` means |", 1)[1].split("\n\n", 1)[0]
+    statuses = set(re.findall(r"^\| ([\d, ]+) \|", table, re.M))
+    assert {s.strip() for group in statuses for s in group.split(",")} == {"0", "1", "2", "130", "143", "141"}
+    help_text = subprocess.run(CLI + ["batch", "--help"], capture_output=True, text=True).stdout
+    for status in ("0", "1", "2", "130", "141", "143"):
+        assert re.search(rf"\b{status}\b", help_text), status
