@@ -324,6 +324,10 @@ def explain_phase(kind: InputKind, inputs: list, rng: random.Random, workdir: Pa
                         failures.append((i, f"{answer['rss'] >> 20} MB"))
                     slowest = max(slowest, answer["seconds"])
             path.unlink()
+            with lock:
+                counts["done"] += 1
+                if counts["done"] % 1000 == 0:
+                    print(f"{kind.name}: {counts['done']} of {len(inputs)} inputs explained", file=sys.stderr)
 
     threads = [threading.Thread(target=drive, args=(w,)) for w in pool]
     for t in threads:

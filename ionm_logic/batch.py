@@ -107,7 +107,8 @@ class Source:
             if self.path is not None and self.path.is_dir():
                 entries = sorted(self.path.iterdir(), key=lambda p: p.name)
                 self.files = [p for p in entries if p.suffix.lower() == CASE_SUFFIX and p.is_file()]
-                self.skipped = [p.name for p in entries if p not in self.files and not p.name.startswith(".")]
+                cases = set(self.files)
+                self.skipped = [p.name for p in entries if p not in cases and not p.name.startswith(".")]
                 self.identities = {_identity(os.stat(p)) for p in self.files} | {_identity(os.stat(self.path))}
             elif self.path is None:
                 self.identities = {_identity(os.fstat(sys.stdin.fileno()))}
@@ -132,10 +133,10 @@ class Source:
             yield from self._line_records(fh)
 
     def count(self) -> Optional[int]:
-        """How many records there are (None for standard input, which can be read only once)."""
+        """How many records there are (None for standard input or a pipe, which can be read only once)."""
         if self.files is not None:
             return len(self.files)
-        if self.path is None:
+        if self.path is None or not self.path.is_file():
             return None
         with open(self.path, "rb") as fh:
             return sum(1 for _ in self._line_records(fh))

@@ -22,7 +22,7 @@ CASE_SCHEMA = "ionm-logic/case/v1"
 LIMITS = {
     "record_bytes": 1_000_000,   # one case file, or one JSON-lines record
     "depth": 16,                 # nesting of objects and lists (a case file uses 4)
-    "code_chars": 32,            # a service, surgical or diagnosis code (ICD-10-CM is 8 at most)
+    "code_chars": 64,            # a service, surgical or diagnosis code (ICD-10-CM is 8 at most)
     "name_chars": 200,           # case_id, payer and every vocabulary value (kind, level, ...)
     "text_chars": 10_000,        # a free-text field (description, diagnosis text, note, ...)
     "services": 100,             # service lines per case

@@ -146,8 +146,10 @@ def batch(source, output, jobs, fmt, detail, payer, as_of, rule_dirs):
     bar = None
     # The bar shares a terminal with the records only if they go to standard output there.
     if sys.stderr.isatty() and (output is not None or not sys.stdout.isatty()):
-        bar = click.progressbar(length=inputs.count(), label="deciding", file=sys.stderr)
-        bar.__enter__()
+        total = inputs.count()
+        if total is not None:
+            bar = click.progressbar(length=total, label="deciding", file=sys.stderr)
+            bar.__enter__()
     try:
         summary = batching.run(inputs.records(), sink, options, jobs=jobs, progress=bar.update if bar else None)
     except batching.Aborted as exc:

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from conftest import ROOT, decide, reference_case
+from ionm_logic.case import LIMITS
 
 GENERATE = ROOT / "benchmarks" / "generate_cases.py"
 CLI = [sys.executable, "-m", "ionm_logic"]
@@ -157,6 +158,15 @@ def test_standard_output_appended_to_the_input_is_refused(tmp_path):
     assert source.read_bytes() == before
 
 
+def test_standard_input_as_the_output_is_refused(tmp_path):
+    source = _jsonl(tmp_path / "same.jsonl", [reference_case()])
+    before = source.read_bytes()
+    with open(source, "rb") as stdin:
+        out = subprocess.run(CLI + ["batch", "-", "-o", str(source)], stdin=stdin, capture_output=True, text=True)
+    assert out.returncode == 2 and "is the input" in out.stderr
+    assert source.read_bytes() == before
+
+
 def test_a_folder_member_as_output_is_refused(tmp_path):
     folder = tmp_path / "cases"
     folder.mkdir()
@@ -268,8 +278,8 @@ def test_an_unknown_payer_option_is_refused_before_any_case(tmp_path):
 
 
 def test_the_summary_table_does_not_pad_to_the_longest_code(tmp_path):
-    """Issue 16: one 32-character code widened every row of the summary."""
-    long_code = "9" * 32
+    """Issue 16: one long code (as long as the limit allows) widened every row of the summary."""
+    long_code = "9" * LIMITS["code_chars"]
     doc = reference_case() | {"services": [{"code": long_code}, {"code": "95938"}]}
     out = _run([str(_jsonl(tmp_path / "cases.jsonl", [doc]))], text=True)
     assert out.returncode == 0
