@@ -596,7 +596,7 @@ def _death(w: _Worker) -> str:
 def summary_rows(summary: Summary):
     """(headers, rows) of headline counts by payer and code; long values shortened, so one
     odd code cannot widen the table."""
-    from .checks import DETERMINATIONS
+    from .lang.contract import DETERMINATIONS
 
     heads = list(DETERMINATIONS) + ["undetermined"]
     used = [h for h in heads if any(k[2] == h for k in summary.tally)]
