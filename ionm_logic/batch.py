@@ -176,6 +176,13 @@ class Source:
                 yield Record(number, line_no, self.name, b"" if problem else line.rstrip(b"\r\n"), problem)
 
 
+def open_source(spec: str) -> Source:
+    """The input named on the command line. Another input kind (table files, FHIR Bundles)
+    plugs in here: an object with `records()` (Record objects, each raw a case document),
+    `count()`, `name`, `skipped` and `identities` (what an output must not be)."""
+    return Source(spec)
+
+
 def _identity(st) -> tuple:
     return (st.st_dev, st.st_ino)
 

@@ -136,7 +136,7 @@ def batch(source, output, jobs, fmt, detail, payer, as_of, rule_dirs):
     api.parse_date(as_of)
     kb = api.knowledge_base(rule_dirs)  # bad --rules stop here, before any output
     api.check_payer(kb, payer)
-    inputs = batching.Source(source)
+    inputs = batching.open_source(source)
     try:
         sink, close = batching.open_output(output, inputs)
     except ValueError as exc:
