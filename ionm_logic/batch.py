@@ -12,6 +12,7 @@ written and which records were not decided.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -190,9 +191,10 @@ def _identity(st) -> tuple:
 # ---------------------------------------------------------------------------------- output
 
 class Sink:
-    """Where records go: a file descriptor written whole records at a time, with stop signals
-    held off during each write, so the output never ends inside a record. If a write fails
-    part-way (a full disk), a regular file is cut back to its last complete record."""
+    """Where records go: a file descriptor written whole records at a time (callers hold stop
+    signals off around each write and its count, _signals_held), so the output never ends inside
+    a record. If a write fails part-way (a full disk), a regular file is cut back to its last
+    complete record."""
 
     def __init__(self, fd: int, label: str):
         self.fd = fd
@@ -205,7 +207,6 @@ class Sink:
     def write(self, piece: bytes) -> None:
         """Write one record's bytes completely, or raise OutputFailed with the output holding
         only the records before it."""
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             view = memoryview(piece)
             while view:
@@ -218,8 +219,16 @@ class Sink:
                 except OSError:
                     pass
             raise OutputFailed(exc) from None
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold SIGINT and SIGTERM off for a block: one arriving meanwhile is raised after it."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class OutputFailed(Exception):
@@ -419,8 +428,9 @@ class _Writer:
 
     def write(self, outcomes: list) -> None:
         for outcome in outcomes:
-            self.sink.write(outcome.data)
-            self.summary.records += 1
+            with _signals_held():  # a record written is a record counted
+                self.sink.write(outcome.data)
+                self.summary.records += 1
             self.summary.errors += outcome.error
             self.summary.internal += outcome.internal
             self.summary.tally.update(outcome.tally)
@@ -441,7 +451,8 @@ def run(records: Iterator[Record], sink: Sink, options: Options, jobs: int = 1, 
     handlers = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         if options.fmt == "csv":
-            sink.write(csv_header())
+            with _signals_held():
+                sink.write(csv_header())
         if jobs <= 1:
             _init_worker(options)
             for part in _chunks(records, chunk):
@@ -521,15 +532,12 @@ def _worker_main(conn, options: Options) -> None:
 def _run_workers(chunks: Iterator[list], writer: _Writer, options: Options, jobs: int, pending: _Pending) -> None:
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     ctx = multiprocessing.get_context(method)
-    # Workers start with stop signals blocked, so none can arrive before they ignore them.
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     workers = []
     try:
-        for _ in range(jobs):
-            workers.append(_Worker(ctx, options))
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-    try:
+        # Workers start with stop signals held off, so none arrives before they ignore them.
+        with _signals_held():
+            for _ in range(jobs):
+                workers.append(_Worker(ctx, options))
         _schedule(chunks, writer, workers, jobs, pending)
         for w in workers:
             w.conn.send(None)
