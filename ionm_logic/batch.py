@@ -114,9 +114,9 @@ class Source:
             elif self.path is None:
                 self.identities = {_identity(os.fstat(sys.stdin.fileno()))}
             else:
-                with open(self.path, "rb"):
-                    pass
-                self.identities = {_identity(os.stat(self.path))}
+                # Kept open: a pipe or FIFO can be opened and read only once.
+                self._fh = open(self.path, "rb")
+                self.identities = {_identity(os.fstat(self._fh.fileno()))}
         except OSError as exc:
             raise InputError([("", f"cannot read the input: {exc.strerror}")], spec) from None
         self.name = "<stdin>" if self.path is None else self.path.name
@@ -130,7 +130,7 @@ class Source:
         if self.path is None:
             yield from self._line_records(sys.stdin.buffer)
             return
-        with open(self.path, "rb") as fh:
+        with self._fh as fh:
             yield from self._line_records(fh)
 
     def count(self) -> Optional[int]:

@@ -329,3 +329,23 @@ def test_the_readme_and_the_help_give_every_batch_exit_status():
     help_text = subprocess.run(CLI + ["batch", "--help"], capture_output=True, text=True).stdout
     for status in ("0", "1", "2", "130", "141", "143"):
         assert re.search(rf"\b{status}\b", help_text), status
+
+
+def test_a_named_pipe_is_read_once_and_whole(tmp_path):
+    """A FIFO can be opened and read only once: checking it is readable must not consume it."""
+    import threading
+
+    fifo = tmp_path / "cases.fifo"
+    os.mkfifo(fifo)
+    docs = [reference_case() | {"case_id": f"c{i}"} for i in range(3)]
+
+    def feed():
+        with open(fifo, "w") as fh:
+            fh.write("".join(json.dumps(d) + "\n" for d in docs))
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    out = _run([str(fifo)], timeout=120)
+    writer.join(timeout=10)
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(line)["case_id"] for line in out.stdout.splitlines()] == ["c0", "c1", "c2"]
