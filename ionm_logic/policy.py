@@ -5,7 +5,7 @@ import datetime
 from dataclasses import dataclass
 from typing import Optional
 
-from .errors import InputError
+from .errors import InputError, quoted
 from .lang import contract as c
 
 
@@ -27,7 +27,7 @@ def _date(text: str, where: str) -> datetime.date:
     try:
         return datetime.date.fromisoformat(text)
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: {text!r} is not an ISO date") from None
+        raise ValueError(f"{where}: {quoted(text)} is not an ISO date") from None
 
 
 def pack_titles(kb) -> dict:
@@ -78,7 +78,7 @@ def select(kb, pack: Optional[str], day: datetime.date, pack_pointer: str = "/pa
     if not pack:
         raise InputError([(pack_pointer, "no payer: give the case a payer or pass --payer")])
     if pack not in titles:
-        raise InputError([(pack_pointer, f"unknown policy pack {pack!r}; known packs: {', '.join(sorted(titles))}")])
+        raise InputError([(pack_pointer, f"unknown policy pack {quoted(pack)}; known packs: {', '.join(sorted(titles))}")])
     found = versions(kb, pack)
     for version in found:
         if version.in_force(day):
