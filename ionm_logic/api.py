@@ -14,10 +14,10 @@ import threading
 from pathlib import Path
 from typing import Optional
 
-from .case import CASE_KEY, PosedCase, parse_case, pose  # noqa: F401 - part of the façade
+from .case import CASE_KEY, LIMITS, PosedCase, parse_case, pose  # noqa: F401 - part of the façade
 from .engine import RulesError, RuleSet, load_rules, shipped_rules_dir  # noqa: F401
 from .engine.engine import Engine, EngineThreadError  # noqa: F401
-from .errors import InputError
+from .errors import InputError, quoted
 from .explain import Decision, check_target, decide, report_details  # noqa: F401
 from .explain import run_query as _run_query
 from .explain import why_not as _why_not
@@ -93,7 +93,7 @@ def read_input(path: str, kb, answers: Optional[str] = None, payer: Optional[str
     return inp
 
 
-def explain_input(kb, inp, *, payer=None, as_of=None) -> Decision:
+def explain_input(kb, inp, *, payer=None, as_of=None, proofs: bool = True) -> Decision:
     """explain_case for an inputs.Input: its proofs' case leaves and its errors point into the
     user's own document (the Bundle, the QuestionnaireResponse)."""
     try:
@@ -103,7 +103,7 @@ def explain_input(kb, inp, *, payer=None, as_of=None) -> Decision:
         raise inp.rewrite_error(exc) from None
     if inp.located:
         posed.pointers = {fact: inp.locate(ptr) for fact, ptr in posed.pointers.items()}
-    return decide(kb, posed)
+    return decide(kb, posed, proofs=proofs)
 
 
 def render_input(kb, inp, decision: Decision, fmt: str, detail: str = "short", line: Optional[str] = None) -> str:
@@ -119,10 +119,12 @@ def render_input(kb, inp, decision: Decision, fmt: str, detail: str = "short", l
 def _read_bytes(path: str) -> tuple:
     import sys
 
+    # One byte past the limit is enough to say the case is too long: never read all of it.
     if path == "-":
-        return sys.stdin.buffer.read(), "<stdin>"
+        return sys.stdin.buffer.read(LIMITS["record_bytes"] + 1), "<stdin>"
     try:
-        return Path(path).read_bytes(), path
+        with open(path, "rb") as fh:
+            return fh.read(LIMITS["record_bytes"] + 1), path
     except FileNotFoundError:
         raise InputError([("", "no such file")], path) from None
     except IsADirectoryError:
@@ -137,20 +139,29 @@ def parse_date(text: Optional[str], what: str = "--as-of") -> Optional[datetime.
     try:
         return datetime.date.fromisoformat(text)
     except ValueError:
-        raise InputError([("", f"{what} {text!r} is not an ISO date (YYYY-MM-DD)")]) from None
+        raise InputError([("", f"{what} {quoted(text)} is not an ISO date (YYYY-MM-DD)")]) from None
+
+
+def check_payer(kb, payer: Optional[str], what: str = "--payer") -> None:
+    """Reject a payer option that names no policy pack, before any case is read."""
+    from .policy import pack_titles
+
+    titles = pack_titles(kb)
+    if payer is not None and payer not in titles:
+        raise InputError([("", f"{what} {quoted(payer)} is not a policy pack; known packs: {', '.join(sorted(titles))}")])
 
 
 def explain_with_basis(kb, case, *, payer=None, as_of=None, missing: bool = True, proofs: bool = True,
                        source: str = "") -> Decision:
     """The Decision on a validated case: posed (vocabulary checked, policy version chosen),
-    then decided. `proofs=False` (benchmarks only) leaves every proof out."""
+    then decided. `proofs=False` leaves every proof None (batch --detail short; benchmarks)."""
     return decide(kb, pose(case, kb, payer=payer, as_of=as_of, source=source), missing=missing, proofs=proofs)
 
 
-def explain_case(kb, case, *, payer=None, as_of=None, source="") -> Decision:
+def explain_case(kb, case, *, payer=None, as_of=None, source="", proofs: bool = True) -> Decision:
     """explain_with_basis, with every input error naming `source`."""
     try:
-        return explain_with_basis(kb, case, payer=payer, as_of=as_of, source=source)
+        return explain_with_basis(kb, case, payer=payer, as_of=as_of, source=source, proofs=proofs)
     except InputError as exc:
         exc.source = exc.source or source
         raise InputError(exc.problems, exc.source) from None

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .case import Case, parse_case
+from .case import LIMITS, Case, parse_case
 from .errors import InputError, pointer
 
 
@@ -41,6 +41,8 @@ class Input:
 
 def _loads(raw, source: str = ""):
     """The JSON document of raw input (bytes or str), or InputError as the case parser words it."""
+    if len(raw) > LIMITS["record_bytes"]:
+        raise InputError([("", f"the input is longer than the limit of {LIMITS['record_bytes']:,} bytes")], source)
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")

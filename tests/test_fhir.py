@@ -337,9 +337,9 @@ def test_batch_decides_fhir_bundles_like_their_twins(tmp_path):
     lines = [json.dumps(json.loads(p.read_text())) for p in FHIR_EXAMPLES]
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(lines) + "\n")
-    out = run("batch", src)
+    out = run("batch", src, "-o", tmp_path / "out.jsonl")
     assert out.exit_code == 0, out.output
-    records = [json.loads(l) for l in out.output.splitlines() if l.startswith("{")]
+    records = [json.loads(l) for l in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [signature(r) for r in records] == [signature(explain_json(twin_of(p))) for p in FHIR_EXAMPLES]
 
 
@@ -351,8 +351,8 @@ def test_a_bad_bundle_in_a_batch_is_an_error_record_naming_the_bundle_pointer_an
     coverage["payor"][0]["identifier"]["value"] = "acme-health"
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(json.dumps(d) for d in (good, bad, good)) + "\n")
-    out = run("batch", src)
-    records = [json.loads(l) for l in out.output.splitlines() if l.startswith("{")]
+    run("batch", src, "-o", tmp_path / "out.jsonl")
+    records = [json.loads(l) for l in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["schema"] for r in records] == ["ionm-logic/determination/v1", "ionm-logic/error/v1",
                                               "ionm-logic/determination/v1"]
     error = records[1]

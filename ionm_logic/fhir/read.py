@@ -106,6 +106,8 @@ def structure_problems(model, data, at: str, problems: list) -> None:
             problems.append((where, f"not valid FHIR R4: {message}"))
     except (KeyError, ValueError, TypeError) as exc:  # fhir.resources raises these for some shapes
         problems.append((at, f"not valid FHIR R4: {exc}"))
+    except RecursionError:
+        problems.append((at, "not valid FHIR R4: nested too deeply"))
 
 
 @functools.lru_cache(maxsize=None)
