@@ -528,3 +528,10 @@ def test_a_payer_adds_its_own_identifier_in_a_rules_folder(tmp_path):
     assert run("explain", path).exit_code == 2
     result = explain_json(path, "--rules", mine)
     assert result["payer"] == "anthem-cg-surg-104"
+
+
+def test_every_policy_pack_can_be_named_by_a_coverage_payor(kb):
+    packs = {pack for pack, _title in kb.values("policy_pack", None, None)}
+    named = {pack for system, _value, pack in kb.values("fhir_payer_identifier", None, None, None)
+             if system == "https://ionm-logic.dev/NamingSystem/policy-pack"}
+    assert packs == named
