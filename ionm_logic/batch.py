@@ -27,8 +27,10 @@ CSV_COLUMNS = ["record", "case_id", "payer", "policy_version", "pointer", "code"
 @dataclass(frozen=True)
 class Record:
     number: int            # 1-based line (JSON lines) or file ordinal (folder)
-    file: Optional[str]    # the case file, for folder input
+    file: Optional[str]    # the case file, for folder input; the table, for table input
     raw: bytes
+    where: object = None   # for table input: tables.Where, turning JSON pointers into table cells
+    problem: Optional[tuple] = None  # (pointer, message) found while reading: the record is an error
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Options:
     as_of: Optional[str] = None
     rule_dirs: tuple = ()
     fmt: str = "jsonl"
+    rows: bool = False     # also give each outcome its table rows (a Parquet output, a summary page)
 
 
 @dataclass
@@ -46,6 +49,7 @@ class Outcome:
     tally: list = field(default_factory=list)  # (payer, code, determination) per line
     error: bool = False
     internal: bool = False
+    rows: list = field(default_factory=list)   # tables.OUTPUT_COLUMNS dicts, when Options.rows
 
 
 def count_records(path: Path) -> int:
@@ -112,21 +116,44 @@ def decide_record(record: Record) -> Outcome:
     try:
         if record.raw.startswith(b"\0unreadable: "):
             raise InputError([("", record.raw[1:].decode())])
+        if record.problem is not None:
+            raise InputError([record.problem])
         case = parse_case(record.raw)
         result, _basis = explain_case(_WORKER["kb"], case, payer=options.payer, as_of=_WORKER["as_of"])
+        if record.where is not None:
+            result = record.where.relocate(result)
     except InputError as exc:
-        first = exc.first()
-        message = "; ".join(f"{p or '(document)'}: {m}" for p, m in exc.problems) if len(exc.problems) > 1 else first["message"]
-        return Outcome(record.number, _render_error(error_record(record, first["pointer"], message), options.fmt),
-                       error=True)
+        return _error_outcome(record, exc.problems, options)
     except Exception as exc:  # noqa: BLE001 - one broken record must not stop the batch
-        return Outcome(record.number, _render_error(error_record(record, "", f"internal error: {type(exc).__name__}: {exc}"),
-                                                    options.fmt), error=True, internal=True)
+        outcome = _error_outcome(record, [("", f"internal error: {type(exc).__name__}: {exc}")], options)
+        outcome.internal = True
+        return outcome
     tally = [(result["payer"], line["code"], line["determination"]) for line in result["lines"]]
-    return Outcome(record.number, _render_result(record, result, options.fmt), tally)
+    outcome = Outcome(record.number, _render_result(record, result, options.fmt), tally)
+    if options.rows:
+        from .tables import line_rows
+
+        outcome.rows = line_rows(record, result)
+    return outcome
+
+
+def _error_outcome(record: Record, problems: list, options: Options) -> Outcome:
+    where = record.where or (lambda p: p)
+    (ptr, msg) = problems[0]
+    message = "; ".join(f"{where(p) if p or record.where else '(document)'}: {m}" for p, m in problems) \
+        if len(problems) > 1 else msg
+    err = error_record(record, where(ptr), message)
+    outcome = Outcome(record.number, _render_error(err, options.fmt), error=True)
+    if options.rows:
+        from .tables import error_row, reason
+
+        outcome.rows = [error_row(record, err["case_id"], err["error"]["pointer"], message, reason(record, ptr, msg))]
+    return outcome
 
 
 def _render_result(record: Record, result: dict, fmt: str) -> str:
+    if fmt == "none":
+        return ""
     if fmt == "jsonl":
         return json.dumps(result, ensure_ascii=False, separators=(",", ":")) + "\n"
     rows = []
@@ -138,6 +165,8 @@ def _render_result(record: Record, result: dict, fmt: str) -> str:
 
 
 def _render_error(record: dict, fmt: str) -> str:
+    if fmt == "none":
+        return ""
     if fmt == "jsonl":
         return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
     return _csv([[record["line"], record["case_id"] or "", "", "", "", "", "", "error", "", "",
@@ -160,6 +189,7 @@ class Summary:
     errors: int = 0
     internal: int = 0
     tally: Counter = field(default_factory=Counter)
+    observers: list = field(default_factory=list)  # called with each outcome, in output order
 
 
 def decide_chunk(records: list) -> list:
@@ -178,16 +208,23 @@ def _chunks(records: Iterator[Record], size: int) -> Iterator[list]:
 
 
 def run(records: Iterator[Record], out, options: Options, jobs: int = 1, chunk: int = 16,
-        progress=None) -> Summary:
+        progress=None, observers=(), dispatch=None) -> Summary:
     """Decide every record and write each output record in input order. `out` is a text stream;
     `progress(n)` is called after each chunk of n records is written.
 
     With several jobs, chunks go to worker processes while at most a few per worker are in
     flight: the workers never wait for the writer, and memory stays bounded by the chunks in
-    flight, not by the input."""
-    summary = Summary()
+    flight, not by the input.
+
+    `observers` (a Parquet sink, a summary page) see each outcome in output order; `dispatch`,
+    given the chunks, yields their outcome lists in order from elsewhere (a Dask cluster)."""
+    summary = Summary(observers=list(observers))
     if options.fmt == "csv":
         out.write(csv_header())
+    if dispatch is not None:
+        for outcomes in dispatch(_chunks(records, chunk)):
+            _write(outcomes, out, summary, progress)
+        return summary
     if jobs <= 1:
         _init_worker(options)
         for part in _chunks(records, chunk):
@@ -216,6 +253,8 @@ def _write(outcomes: list, out, summary: Summary, progress) -> None:
         summary.errors += outcome.error
         summary.internal += outcome.internal
         summary.tally.update(outcome.tally)
+        for observe in summary.observers:
+            observe(outcome)
     out.flush()
     if progress is not None:
         progress(len(outcomes))

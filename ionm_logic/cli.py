@@ -100,43 +100,100 @@ def diff(case_file, payers, dates, fmt, rule_dirs):
 
 
 @main.command()
-@click.argument("source", metavar="CASES.jsonl|DIR", type=click.Path(exists=True))
-@click.option("-o", "--output", type=click.Path(), help="Write records here instead of standard output.")
+@click.argument("source", metavar="CASES.jsonl|DIR|CLAIMS.parquet", required=False, type=click.Path(exists=True))
+@click.option("-o", "--output", type=click.Path(),
+              help="Write records here instead of standard output; a .parquet name writes one row per line.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Worker processes (output is the same for any number).")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
 @click.option("--payer", help="Policy pack for every case (overrides each case's payer).")
 @click.option("--as-of", help="Decide every case under the version in force on this date.")
+@click.option("--lines", "lines_table", type=click.Path(exists=True), metavar="LINES.parquet",
+              help="The line table, when CLAIMS.parquet is a case table (one row per case).")
+@click.option("--db", type=click.Path(exists=True), metavar="FILE.duckdb",
+              help="Read a DuckDB database: --sql's result as a line table, or else its tables cases and lines.")
+@click.option("--sql", metavar="QUERY", help="With --db: a SELECT giving one row per service line.")
+@click.option("--dask", "scheduler", metavar="ADDRESS",
+              help="Decide on the Dask cluster at this scheduler address (tcp://host:8786) instead of --jobs.")
+@click.option("--summary", "summary_page", type=click.Path(), metavar="SUMMARY.html",
+              help="Also write a self-contained page of charts: headlines, errors, missing documentation.")
 @RULES_OPTION
-def batch(source, output, jobs, fmt, payer, as_of, rule_dirs):
-    """Decide every case of a JSON-lines file or a folder of case files, in order.
+def batch(source, output, jobs, fmt, payer, as_of, lines_table, db, sql, scheduler, summary_page, rule_dirs):
+    """Decide every case of a JSON-lines file, a folder of case files or a claims table, in order.
 
     One output record per input record: a determination, or an ionm-logic/error/v1 record for
-    a case that cannot be decided (the others still run). A summary goes to standard error."""
+    a case that cannot be decided (the others still run). A summary goes to standard error.
+    Tables (Parquet, or DuckDB with --db) are read in the layouts of docs/tables.md."""
     from pathlib import Path
 
     from . import batch as batching
 
     api.parse_date(as_of)
     api.knowledge_base(rule_dirs)  # bad --rules stop here, before any output
-    path = Path(source)
-    options = batching.Options(payer=payer, as_of=as_of, rule_dirs=tuple(rule_dirs), fmt=fmt)
-    records = batching.read_records(path)
-    stream = open(output, "w", encoding="utf-8", newline="") if output else click.get_text_stream("stdout")
+    if source is None and db is None:
+        raise InputError([("", "give CASES.jsonl, a folder, CLAIMS.parquet, or --db FILE.duckdb")])
+    table_out = bool(output) and output.lower().endswith(".parquet")
+    options = batching.Options(payer=payer, as_of=as_of, rule_dirs=tuple(rule_dirs),
+                               fmt="none" if table_out else fmt, rows=table_out or bool(summary_page))
+    if db is not None or lines_table is not None or sql is not None or (source and Path(source).is_file()
+                                                                          and source.lower().endswith(".parquet")):
+        from . import tables
+
+        table_source = tables.source_for(source, db, sql, lines_table)
+        inputs = table_source.inputs()
+        records = tables.read_records(table_source)
+        total = lambda: tables.count_cases(table_source)  # noqa: E731
+    else:
+        path = Path(source)
+        inputs = [source]
+        records = batching.read_records(path)
+        total = lambda: batching.count_records(path)  # noqa: E731
+    observers, sink, page = [], None, None
+    if table_out:
+        from .tables import NullText, ParquetSink
+
+        sink = ParquetSink(output, inputs)
+        observers.append(sink.add)
+    if summary_page:
+        from .summary import SummaryPage
+
+        page = SummaryPage()
+        observers.append(page)
+    dispatch = client = None
+    if scheduler:
+        from . import cluster
+
+        client = cluster.connect(scheduler)
+        dispatch = cluster.dispatcher(client, options)
+    if table_out:
+        stream = NullText()
+    else:
+        stream = open(output, "w", encoding="utf-8", newline="") if output else click.get_text_stream("stdout")
     bar = None
+    done = False
     try:
         if sys.stderr.isatty():
-            bar = click.progressbar(length=batching.count_records(path), label="deciding", file=sys.stderr)
+            bar = click.progressbar(length=total(), label="deciding", file=sys.stderr)
             bar.__enter__()
-        summary = batching.run(records, stream, options, jobs=jobs, progress=bar.update if bar else None)
+        summary = batching.run(records, stream, options, jobs=jobs, progress=bar.update if bar else None,
+                               observers=observers, dispatch=dispatch,
+                               **({"chunk": cluster.CHUNK} if scheduler else {}))
+        done = True
     except KeyboardInterrupt:
+        done = True  # a Parquet output keeps the records decided so far, as a JSON-lines one does
         click.echo("\ninterrupted: every record written so far is complete", err=True)
         sys.exit(130)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
-        if output:
+        if output and not table_out:
             stream.close()
+        if sink is not None:
+            sink.close(complete=done)
+        if client is not None:
+            client.close()
+    if page is not None:
+        Path(summary_page).write_text(page.render(), encoding="utf-8")
     headers, rows = batching.summary_rows(summary)
     if rows:
         click.echo(tabulate(rows, headers=headers), err=True)
