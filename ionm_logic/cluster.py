@@ -1,23 +1,22 @@
 """Decide batch records on an existing Dask cluster, in input order, with the same bytes as `--jobs 1`.
 
-Each worker process loads the rules once, in a worker plugin that starts one engine thread
-owning the loaded knowledge base (pyDatalog keeps its state per thread, so no task thread may
-touch it): tasks hand their chunk of records to that thread and wait. A worker with several
-task threads still decides on one engine thread; `--nthreads 1` workers waste no threads.
+Each worker process loads the rules once, through a worker plugin, on one engine thread that
+owns every loaded knowledge base (pyDatalog keeps its state per thread, so no task thread may
+touch it): tasks hand their chunk of records and options to that thread and wait. A worker with
+several task threads still decides on its one engine thread; `--nthreads 1` workers waste none.
 
 Dask (`distributed`) is an optional extra (`[dask]`), imported only when a cluster is used.
 """
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
-import pickle
 import queue
 import threading
 from typing import Iterable, Iterator, Optional
 
-from .batch import Options, Record, _init_worker, _WORKER, decide_chunk
+from . import batch as batching
+from .batch import Options, Record
 from .errors import InputError
 
 CHUNK = 32   # records per task: about 0.15 s of work, so the scheduler's per-task cost stays small
@@ -31,70 +30,105 @@ def _distributed():
     return distributed
 
 
+class _Engine:
+    """This process's one engine thread: it owns every knowledge base the process loads, and
+    decides each chunk handed to it under that chunk's options."""
+
+    def __init__(self):
+        self.jobs = queue.Queue()
+        self.loads = 0
+        self.thread = threading.Thread(target=self._serve, name="ionm-logic-engine", daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        from .api import knowledge_base, parse_date, tune_memory_for_many_cases
+
+        loaded = set()
+        while True:
+            work, box, done = self.jobs.get()
+            try:
+                if work[0] == "load":
+                    rule_dirs = work[1]
+                    if rule_dirs not in loaded:
+                        kb = knowledge_base(rule_dirs)
+                        kb.values("level_rank", None, None)  # compiled into this thread's engine now
+                        tune_memory_for_many_cases()
+                        loaded.add(rule_dirs)
+                        self.loads += 1
+                    box.append(knowledge_base(rule_dirs).sha256)
+                else:
+                    options, records = work[1], work[2]
+                    batching._WORKER.update(kb=knowledge_base(options.rule_dirs), options=options,
+                                            as_of=parse_date(options.as_of))
+                    box.append(batching.decide_chunk(records))
+            except BaseException as exc:  # noqa: BLE001 - handed to the task that asked, not lost here
+                box.append(exc)
+            done.set()
+
+    def call(self, *work):
+        box, done = [], threading.Event()
+        self.jobs.put((work, box, done))
+        done.wait()
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        return box[0]
+
+
+_ENGINE = []
+_ENGINE_LOCK = threading.Lock()
+
+
+def engine() -> _Engine:
+    with _ENGINE_LOCK:
+        if not _ENGINE:
+            _ENGINE.append(_Engine())
+        return _ENGINE[0]
+
+
 def _plugin_class():
     distributed = _distributed()
 
     class EnginePlugin(distributed.WorkerPlugin):
-        """Loads the rules once per worker process on a thread of its own, then decides chunks there."""
+        """Loads the rules once per worker process, on the process's engine thread."""
 
-        def __init__(self, options: Options):
-            self.options = options
-            self.name = "ionm-logic-engine-" + hashlib.sha256(pickle.dumps(options)).hexdigest()[:12]
+        name = PLUGIN
+
+        def __init__(self, rule_dirs: tuple):
+            self.rule_dirs = rule_dirs
 
         def setup(self, worker=None):
-            self._jobs = queue.Queue()
-            self._ready = threading.Event()
-            self._failure = None
-            self.sha256 = None
-            threading.Thread(target=self._serve, name="ionm-logic-engine", daemon=True).start()
-            self._ready.wait()
+            from ionm_logic import cluster  # by reference: this class is pickled by value
 
-        def _serve(self):
             try:
-                _init_worker(self.options)
-                self.sha256 = _WORKER["kb"].sha256
-            except BaseException as exc:  # noqa: BLE001 - reported to every task, not lost in a thread
-                self._failure = exc
-            finally:
-                self._ready.set()
-            while True:
-                job = self._jobs.get()
-                if job is None:
-                    return
-                records, box, done = job
-                try:
-                    box.append(decide_chunk(records))
-                except BaseException as exc:  # noqa: BLE001 - decide_chunk only raises on a broken engine
-                    box.append(exc)
-                done.set()
-
-        def decide(self, records: list) -> list:
-            if self._failure is not None:
-                raise self._failure
-            box, done = [], threading.Event()
-            self._jobs.put((records, box, done))
-            done.wait()
-            if isinstance(box[0], BaseException):
-                raise box[0]
-            return box[0]
-
-        def teardown(self, worker=None):
-            self._jobs.put(None)
+                cluster.engine().call("load", self.rule_dirs)
+            except Exception as exc:  # noqa: BLE001 - reported by worker_state, not a dead worker
+                cluster._FAILURES[self.rule_dirs] = f"{type(exc).__name__}: {exc}"
 
     return EnginePlugin
 
 
-def _on_worker(name: str, records: list) -> list:
-    from distributed import get_worker
-
-    return get_worker().plugins[name].decide(records)
+PLUGIN = "ionm-logic-engine"
+_FAILURES = {}
 
 
-def _worker_sha256(name: str, dask_worker=None):
-    plugin = dask_worker.plugins.get(name)
-    if plugin is None:
-        return None
-    return plugin.sha256 if plugin._failure is None else f"failed: {type(plugin._failure).__name__}: {plugin._failure}"
+def _on_worker(options: Options, records: list) -> list:
+    return engine().call("decide", options, records)
+
+
+def worker_state(rule_dirs: tuple = (), dask_worker=None) -> dict:
+    """A worker's engine: the sha256 of its knowledge base for `rule_dirs` (None if not loaded,
+    or why loading failed), how many rule sets this process has loaded, the engine thread's id."""
+    if rule_dirs in _FAILURES:
+        sha = "failed: " + _FAILURES[rule_dirs]
+    elif _ENGINE and PLUGIN in dask_worker.plugins:
+        from .api import _KB_CACHE
+
+        kb = _KB_CACHE.get(tuple(str(d) for d in rule_dirs))
+        sha = kb.sha256 if kb is not None else None
+    else:
+        sha = None
+    return {"sha256": sha, "loads": _ENGINE[0].loads if _ENGINE else 0,
+            "engine_thread": _ENGINE[0].thread.ident if _ENGINE else None}
 
 
 def connect(address: str):
@@ -112,13 +146,18 @@ def dispatcher(client, options: Options):
     worker in flight and yields their outcomes in input order."""
     from .api import knowledge_base
 
-    plugin = _plugin_class()(options)
-    client.register_plugin(plugin, name=plugin.name)
-    local = knowledge_base(options.rule_dirs).sha256
-    workers = client.run(_worker_sha256, plugin.name)
+    rule_dirs = tuple(options.rule_dirs)
+    local = knowledge_base(rule_dirs).sha256
+    workers = client.run(worker_state, rule_dirs)
     if not workers:
         raise InputError([("", "the Dask cluster has no workers")])
-    for address, sha in sorted(workers.items()):
+    if any(state["sha256"] != local for state in workers.values()):
+        # Registered on the scheduler, the plugin also reaches workers that join later; workers
+        # that hold these rules from an earlier batch keep them (nothing is loaded twice).
+        client.register_plugin(_plugin_class()(rule_dirs), name=PLUGIN)
+        workers = client.run(worker_state, rule_dirs)
+    for address, state in sorted(workers.items()):
+        sha = state["sha256"]
         if sha != local:
             raise InputError([("", f"Dask worker {address} has knowledge base {sha}, this machine {local}: install "
                                    "the same ionm-logic and give --rules folders at the same paths on the workers")])
@@ -128,7 +167,7 @@ def dispatcher(client, options: Options):
         pending = collections.deque()
         try:
             for part in chunks:
-                pending.append(client.submit(_on_worker, plugin.name, part, pure=False))
+                pending.append(client.submit(_on_worker, options, part, pure=False))
                 while len(pending) >= in_flight:
                     yield pending.popleft().result()
             while pending:
