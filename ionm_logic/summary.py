@@ -89,12 +89,12 @@ def _stacked(groups: dict, heads: list) -> str:
     keys = _order(totals)
     shown = keys[:TOP]
     top = max(totals.values())
-    width, label, bar_h = 760, 230, 22
+    width, label, bar_h = 780, 300, 22
     rows = []
     for i, key in enumerate(shown):
         y = i * (bar_h + 6)
         x = label
-        parts = [f'<text x="{label - 8}" y="{y + 15}" text-anchor="end">{_e(_clip(key))}</text>']
+        parts = [f'<text x="{label - 8}" y="{y + 15}" text-anchor="end">{_e(_clip(key, 40))}</text>']
         for head in heads:
             n = groups[key][head]
             if not n:
@@ -116,7 +116,7 @@ def _bars(counts: Counter, colour: str) -> str:
     keys = _order(counts)
     shown = keys[:TOP]
     top = max(counts.values())
-    width, label, bar_h = 760, 330, 22
+    width, label, bar_h = 780, 330, 22
     rows = []
     for i, key in enumerate(shown):
         y = i * (bar_h + 6)
@@ -136,7 +136,7 @@ def _clip(text, n: int = 32) -> str:
 
 
 _CSS = """
-body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;max-width:820px;color:#222}
+body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;max-width:840px;color:#222}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 2px}
 .note{color:#555;margin:0 0 8px}.empty{color:#777;font-style:italic}
 .legend .key{display:inline-block;margin:0 14px 4px 0}.legend i{display:inline-block;width:12px;height:12px;
