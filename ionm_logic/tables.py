@@ -432,47 +432,47 @@ def reason(record, pointer: str, message: str) -> str:
 
 
 class ParquetSink:
-    """Collects output rows in a temporary DuckDB file beside the target, then writes the Parquet
-    file and moves it into place: a crash never leaves half a Parquet file under the target name."""
+    """Collects output rows as JSON lines in a scratch file beside the target, then has DuckDB turn
+    them into the Parquet file and moves it into place: memory stays flat, and a crash never
+    leaves half a Parquet file under the target name."""
 
     def __init__(self, target: str, inputs=()):
         target_path = Path(target)
         for given in inputs:
             if Path(given).exists() and target_path.exists() and os.path.samefile(given, target_path):
                 raise InputError([("", "the output is an input file; it is never overwritten")], target)
-        duckdb = _duckdb()
+        _duckdb()  # a missing extra stops the batch before any work
         self.target = target_path
-        self.scratch = target_path.with_name(f".{target_path.name}.{os.getpid()}.duckdb")
+        self.scratch = target_path.with_name(f".{target_path.name}.{os.getpid()}.jsonl")
         self.partial = target_path.with_name(f".{target_path.name}.{os.getpid()}.partial")
-        self.con = duckdb.connect(str(self.scratch))
-        cols = ", ".join(f"{_q(n)} {t}" for n, t in OUTPUT_COLUMNS)
-        self.con.execute(f"CREATE TABLE out (__seq BIGINT, {cols})")
-        self.insert = (f"INSERT INTO out VALUES (?, {', '.join('?' for _ in OUTPUT_COLUMNS)})")
-        self.buffer, self.seq = [], 0
+        self.rows = open(self.scratch, "w", encoding="utf-8")
 
     def add(self, outcome) -> None:
         for row in outcome.rows:
-            self.buffer.append([self.seq] + [row[n] for n, _t in OUTPUT_COLUMNS])
-            self.seq += 1
-        if len(self.buffer) >= 5000:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.buffer:
-            self.con.executemany(self.insert, self.buffer)
-            self.buffer = []
+            self.rows.write(json.dumps(row, ensure_ascii=False) + "\n")
 
     def close(self, complete: bool = True) -> None:
         try:
-            self.flush()
+            self.rows.close()
             if complete:
-                self.con.execute(f"COPY (SELECT * EXCLUDE (__seq) FROM out ORDER BY __seq) TO '{_lit(self.partial)}' "
-                                 "(FORMAT parquet)")
+                _json_lines_to_parquet(self.scratch, OUTPUT_COLUMNS, self.partial)
                 os.replace(self.partial, self.target)
         finally:
-            self.con.close()
-            for leftover in (self.scratch, self.partial, Path(str(self.scratch) + ".wal")):
+            for leftover in (self.scratch, self.partial):
                 leftover.unlink(missing_ok=True)
+
+
+def _json_lines_to_parquet(source: Path, columns, target: Path) -> None:
+    """DuckDB reads JSON lines with the given (name, type) columns and writes them, in file
+    order, as Parquet (DuckDB's own writer: no pyarrow)."""
+    duckdb = _duckdb()
+    spec = "{" + ", ".join(f"'{_lit(n)}': '{_lit(t)}'" for n, t in columns) + "}"
+    con = duckdb.connect()
+    try:
+        con.execute(f"COPY (SELECT {', '.join(_q(n) for n, _t in columns)} FROM read_json('{_lit(source)}', "
+                    f"format = 'newline_delimited', columns = {spec})) TO '{_lit(target)}' (FORMAT parquet)")
+    finally:
+        con.close()
 
 
 def _lit(path: Path) -> str:
@@ -537,24 +537,13 @@ def rows_of_case(doc: dict) -> list:
 
 def write_rows(rows: list, target: str, columns: Optional[list] = None) -> None:
     """Write line-table rows (dicts) to a Parquet file through DuckDB, with the layout's types."""
-    duckdb = _duckdb()
     types = column_types()
     columns = columns or list(types)
-    con = duckdb.connect()
+    scratch = Path(target).with_name(f".{Path(target).name}.{os.getpid()}.jsonl")
     try:
-        declared = ", ".join(f"{_q(c)} {types.get(c, 'VARCHAR')}" for c in columns)
-        con.execute(f"CREATE TABLE t ({declared})")
-        if rows:
-            con.executemany(f"INSERT INTO t VALUES ({', '.join('?' for _ in columns)})",
-                            [[_cell(r.get(c)) for c in columns] for r in rows])
-        con.execute(f"COPY t TO '{_lit(Path(target))}' (FORMAT parquet)")
+        with open(scratch, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps({c: row.get(c) for c in columns}, ensure_ascii=False, default=str) + "\n")
+        _json_lines_to_parquet(scratch, [(c, types.get(c, "VARCHAR")) for c in columns], Path(target))
     finally:
-        con.close()
-
-
-def _cell(value):
-    if isinstance(value, list):
-        return [_cell(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _cell(v) for k, v in value.items()}
-    return value
+        scratch.unlink(missing_ok=True)
