@@ -4,6 +4,8 @@ Every input record gives exactly one output record, in input order: a determinat
 or an ionm-logic/error/v1 record for a record that cannot be decided. Input is read and output
 written in chunks, so memory does not grow with the input; each worker process holds one
 loaded knowledge base (pyDatalog keeps one per thread, and threads would share the GIL).
+Claims tables (tables.py) come in as records that carry where their values came from; table
+outputs and the summary page watch the outcomes; a Dask cluster (cluster.py) is a dispatch.
 """
 from __future__ import annotations
 

@@ -96,11 +96,14 @@ def _plugin_class():
         def __init__(self, rule_dirs: tuple):
             self.rule_dirs = rule_dirs
 
-        def setup(self, worker=None):
+        async def setup(self, worker=None):
+            import asyncio
+
             from ionm_logic import cluster  # by reference: this class is pickled by value
 
+            # Loading takes a second or so: wait for the engine thread off the worker's event loop.
             try:
-                cluster.engine().call("load", self.rule_dirs)
+                await asyncio.get_running_loop().run_in_executor(None, cluster.engine().call, "load", self.rule_dirs)
             except Exception as exc:  # noqa: BLE001 - reported by worker_state, not a dead worker
                 cluster._FAILURES[self.rule_dirs] = f"{type(exc).__name__}: {exc}"
 

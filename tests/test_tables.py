@@ -295,3 +295,11 @@ def test_explain_and_json_lines_batches_do_not_import_duckdb_or_dask(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_docs_name_every_column_read_and_written():
+    from ionm_logic.tables import OUTPUT_COLUMNS
+
+    text = (ROOT / "docs" / "tables.md").read_text()
+    for column in list(CASE_COLUMNS) + list(LINE_COLUMNS) + [name for name, _t in OUTPUT_COLUMNS]:
+        assert f"`{column}`" in text, column
