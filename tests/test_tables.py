@@ -303,3 +303,18 @@ def test_docs_name_every_column_read_and_written():
     text = (ROOT / "docs" / "tables.md").read_text()
     for column in list(CASE_COLUMNS) + list(LINE_COLUMNS) + [name for name, _t in OUTPUT_COLUMNS]:
         assert f"`{column}`" in text, column
+
+
+def test_a_column_of_the_wrong_type_is_each_rows_error_at_that_column(tmp_path):
+    write_rows([_row(case_id="a"), _row(case_id="b")], str(tmp_path / "t.parquet"))
+    db = tmp_path / "t.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute(f"CREATE TABLE claims AS SELECT * FROM read_parquet('{tmp_path / 't.parquet'}')")
+    con.close()
+    query = ("SELECT * REPLACE (CASE WHEN case_id = 'b' THEN CAST(units AS VARCHAR) END AS units, "
+             "CAST(date_of_service AS TIMESTAMP) AS date_of_service) FROM claims ORDER BY case_id")
+    got = records(batch(["--db", str(db), "--sql", query], tmp_path).stdout)
+    # A timestamp is not a date of service (case/v1 takes an ISO date), and text is not a count.
+    assert got[0]["error"]["pointer"] == "sql#row=0/column=date_of_service"
+    assert got[1]["error"]["message"].count("sql#row=1/column=") == 2
+    assert "sql#row=1/column=units" in got[1]["error"]["message"]
