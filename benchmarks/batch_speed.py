@@ -34,9 +34,8 @@ def batch(path: Path, jobs: int, out: Path) -> float:
 
 def in_process(path: Path, limit: int):
     sys.path.insert(0, str(ROOT))
-    from ionm_logic.api import knowledge_base, tune_memory_for_many_cases
+    from ionm_logic.api import explain, knowledge_base, tune_memory_for_many_cases
     from ionm_logic.case import parse_case
-    from ionm_logic.decide import explain
 
     kb = knowledge_base()
     tune_memory_for_many_cases()  # as a batch worker does

@@ -42,9 +42,8 @@ def main():
     uncached = wall(cmd + ["explain", str(CASE), "--format", "json"], runs, env={**os.environ, "IONM_LOGIC_CACHE": "off"})
 
     sys.path.insert(0, str(ROOT))
-    from ionm_logic.api import knowledge_base
+    from ionm_logic.api import explain, knowledge_base
     from ionm_logic.case import parse_case
-    from ionm_logic.decide import explain
 
     start = time.perf_counter()
     kb = knowledge_base()

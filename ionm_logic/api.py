@@ -1,29 +1,61 @@
-"""The library entry points the CLI and tests share: load rules, read a case, explain, render."""
+"""The library's façade, which the CLI, batch, golden cases and tests share: load rules (one
+engine per thread), read a case, decide, explain and render.
+
+    kb = knowledge_base()                       # this thread's Engine for the shipped rules
+    case = read_case("case.json")               # or parse_case(text)
+    decision = explain_case(kb, case)           # a Decision; unpacks as (document, basis)
+    print(render_decision(decision, "text"))
+"""
 from __future__ import annotations
 
 import datetime
 import gc
-import json
+import threading
 from pathlib import Path
 from typing import Optional
 
-from .case import parse_case
-from .decide import explain_with_basis
+from .case import CASE_KEY, PosedCase, parse_case, pose  # noqa: F401 - part of the façade
+from .engine import RulesError, RuleSet, load_rules, shipped_rules_dir  # noqa: F401
+from .engine.engine import Engine, EngineThreadError  # noqa: F401
 from .errors import InputError
-from .kb import KnowledgeBase
-from .report import build, render_markdown, render_text
+from .explain import Decision, check_target, decide, report_details  # noqa: F401
+from .explain import run_query as _run_query
+from .explain import why_not as _why_not
+from .render import FORMATS, render as render_decision  # noqa: F401
+from .render.json import render as to_json  # noqa: F401 - part of the façade
 
-FORMATS = ("text", "json", "markdown", "html", "dot")
+_RULESETS = {}  # rule folders -> RuleSet: pure data, parsed once per process, read by every thread
+_RULESETS_LOCK = threading.Lock()
+_ENGINES = threading.local()  # per thread: rule folders -> that thread's Engine
 
-_KB_CACHE = {}
+
+def _key(rule_dirs) -> tuple:
+    return tuple(str(Path(d)) for d in rule_dirs)
 
 
-def knowledge_base(rule_dirs=()) -> KnowledgeBase:
-    """The knowledge base for the shipped rules plus `rule_dirs`, loaded once per process."""
-    key = tuple(str(Path(d)) for d in rule_dirs)
-    kb = _KB_CACHE.get(key)
+def rule_set(rule_dirs=()) -> RuleSet:
+    """The checked rules for the shipped files plus `rule_dirs`, loaded once per process."""
+    key = _key(rule_dirs)
+    with _RULESETS_LOCK:
+        found = _RULESETS.get(key)
+        if found is None:
+            found = _RULESETS[key] = load_rules(rule_dirs)
+    return found
+
+
+def knowledge_base(rule_dirs=()) -> Engine:
+    """This thread's engine for the shipped rules plus `rule_dirs`, compiled once per thread.
+
+    pyDatalog's state is per thread and an Engine refuses work from any thread but its own
+    (EngineThreadError), so each thread gets its own Engine over the one shared RuleSet; the
+    cache lives in thread-local storage and goes with its thread."""
+    engines = getattr(_ENGINES, "engines", None)
+    if engines is None:
+        engines = _ENGINES.engines = {}
+    key = _key(rule_dirs)
+    kb = engines.get(key)
     if kb is None:
-        kb = _KB_CACHE[key] = KnowledgeBase(rule_dirs)
+        kb = engines[key] = Engine(rule_set(rule_dirs))
     return kb
 
 
@@ -66,7 +98,15 @@ def parse_date(text: Optional[str], what: str = "--as-of") -> Optional[datetime.
         raise InputError([("", f"{what} {text!r} is not an ISO date (YYYY-MM-DD)")]) from None
 
 
-def explain_case(kb, case, *, payer=None, as_of=None, source=""):
+def explain_with_basis(kb, case, *, payer=None, as_of=None, missing: bool = True, proofs: bool = True,
+                       source: str = "") -> Decision:
+    """The Decision on a validated case: posed (vocabulary checked, policy version chosen),
+    then decided. `proofs=False` (benchmarks only) leaves every proof out."""
+    return decide(kb, pose(case, kb, payer=payer, as_of=as_of, source=source), missing=missing, proofs=proofs)
+
+
+def explain_case(kb, case, *, payer=None, as_of=None, source="") -> Decision:
+    """explain_with_basis, with every input error naming `source`."""
     try:
         return explain_with_basis(kb, case, payer=payer, as_of=as_of, source=source)
     except InputError as exc:
@@ -74,22 +114,34 @@ def explain_case(kb, case, *, payer=None, as_of=None, source=""):
         raise InputError(exc.problems, exc.source) from None
 
 
-def to_json(result: dict) -> str:
-    return json.dumps(result, indent=2, ensure_ascii=False) + "\n"
+def explain(kb, case, **options) -> dict:
+    """The determination/v1 document for a validated case."""
+    return explain_with_basis(kb, case, **options).document
+
+
+def why_not(kb, case, target: str, *, payer=None, as_of=None, source="") -> dict:
+    """The why-not/v1 report for a CODE=DETERMINATION target."""
+    index, determination = check_target(case, target, source)
+    return _why_not(kb, pose(case, kb, payer=payer, as_of=as_of, source=source), index, determination)
+
+
+def run_query(kb, text: str, case=None, why: bool = False, source: str = ""):
+    """(variable names, answer rows, [(answer atom, proof node)]) of an ad hoc query."""
+    if case is None:
+        return _run_query(kb, text, None, why)
+    from .explain.query import parse_query_text
+
+    parse_query_text(kb, text)  # a bad query is reported before the case is checked
+    return _run_query(kb, text, pose(case, kb, source=source), why)
+
+
+def exercised_rules(kb, case, *, payer=None, as_of=None) -> set:
+    """Ids of the rules whose bodies have a witness for this case (rule coverage)."""
+    from .explain import exercised_rules as exercised
+
+    return exercised(kb, pose(case, kb, payer=payer, as_of=as_of, check=False))
 
 
 def render(kb, case, result: dict, basis: list, fmt: str, detail: str = "short", line: Optional[str] = None) -> str:
-    if fmt == "json":
-        return to_json(result)
-    if fmt == "html":
-        from .render_html import render_html
-
-        return render_html(result, basis, kb, case)
-    if fmt == "dot":
-        from .render_dot import render_dot
-
-        return render_dot(result, line)
-    sections = build(result, basis, kb, case, detail)
-    if fmt == "markdown":
-        return render_markdown(sections)
-    return render_text(sections)
+    """Render a (document, basis) pair from the earlier API; render_decision takes a Decision."""
+    return render_decision(Decision(result, basis, **report_details(kb, case, result)), fmt, detail, line)

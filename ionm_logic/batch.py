@@ -264,7 +264,7 @@ def _write(outcomes: list, out, summary: Summary, progress) -> None:
 
 def summary_rows(summary: Summary):
     """(headers, rows) of headline counts by payer and code."""
-    from .checks import DETERMINATIONS
+    from .lang.contract import DETERMINATIONS
 
     heads = list(DETERMINATIONS) + ["undetermined"]
     used = [h for h in heads if any(k[2] == h for k in summary.tally)]

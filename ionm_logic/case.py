@@ -2,6 +2,8 @@
 
 The model types the boundary only: which values each field may take that the rules define
 (levels, kinds, regions, approaches, devices, modalities) is asked of the knowledge base.
+`pose` puts a validated case to the rules under one policy version (a PosedCase): its facts,
+their pointers, its lines, and how documenting an undocumented field changes the facts.
 """
 from __future__ import annotations
 
@@ -12,9 +14,13 @@ from typing import List, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from . import policy as policies
 from .errors import InputError, pointer
+from .lang import contract as c
 
 CASE_SCHEMA = "ionm-logic/case/v1"
+# The value standing for the case in every case fact (the first argument of case predicates).
+CASE_KEY = "case"
 
 
 class _Strict(BaseModel):
@@ -111,17 +117,17 @@ def json_schema(kb=None) -> dict:
     def values(pred):
         return [row[0] for row in kb.values(pred, *([None] * kb.decls[pred].arity))]
 
-    levels = [level for level, _rank in sorted(kb.values("level_rank", None, None), key=lambda r: r[1])]
+    levels = [level for level, _rank in sorted(kb.values(c.LEVEL_RANK, None, None), key=lambda r: r[1])]
     proc = defs["Procedure"]["properties"]
-    proc["kind"]["enum"] = values("known_procedure_kind")
-    proc["region"]["enum"] = values("known_region")
+    proc["kind"]["enum"] = values(c.PROCEDURE_KINDS)
+    proc["region"]["enum"] = values(c.REGIONS)
     proc["levels"]["items"]["enum"] = levels
-    proc["approaches"]["items"]["enum"] = values("known_approach")
-    proc["instrumentation"]["items"]["enum"] = values("known_instrumentation")
+    proc["approaches"]["items"]["enum"] = values(c.APPROACHES)
+    proc["instrumentation"]["items"]["enum"] = values(c.INSTRUMENTATION)
     defs["Clinical"]["properties"]["conus_level"]["anyOf"][0]["enum"] = levels
     defs["HistoryEntry"]["properties"]["levels"]["items"]["enum"] = levels
-    defs["Service"]["properties"]["modality"]["anyOf"][0]["enum"] = values("modality")
-    schema["properties"]["payer"]["anyOf"][0]["enum"] = sorted(p for p, _t in kb.values("policy_pack", None, None))
+    defs["Service"]["properties"]["modality"]["anyOf"][0]["enum"] = values(c.MODALITY)
+    schema["properties"]["payer"]["anyOf"][0]["enum"] = sorted(p for p, _t in kb.values(c.POLICY_PACK, None, None))
     return schema
 
 
@@ -171,37 +177,37 @@ def check_vocabulary(case: Case, kb, source: str = "") -> None:
         return ", ".join(str(row[0]) for row in kb.values(pred, *([None] * kb.decls[pred].arity)))
 
     proc = case.procedure
-    if not known("known_procedure_kind", proc.kind):
-        problems.append(("/procedure/kind", f"unknown procedure kind {proc.kind!r}; known: {vocabulary('known_procedure_kind')}"))
-    if not known("known_region", proc.region):
-        problems.append(("/procedure/region", f"unknown region {proc.region!r}; known: {vocabulary('known_region')}"))
+    if not known(c.PROCEDURE_KINDS, proc.kind):
+        problems.append(("/procedure/kind", f"unknown procedure kind {proc.kind!r}; known: {vocabulary(c.PROCEDURE_KINDS)}"))
+    if not known(c.REGIONS, proc.region):
+        problems.append(("/procedure/region", f"unknown region {proc.region!r}; known: {vocabulary(c.REGIONS)}"))
     for i, approach in enumerate(proc.approaches):
-        if not known("known_approach", approach):
-            problems.append((pointer("procedure", "approaches", i), f"unknown approach {approach!r}; known: {vocabulary('known_approach')}"))
+        if not known(c.APPROACHES, approach):
+            problems.append((pointer("procedure", "approaches", i), f"unknown approach {approach!r}; known: {vocabulary(c.APPROACHES)}"))
     for i, device in enumerate(proc.instrumentation):
-        if not known("known_instrumentation", device):
+        if not known(c.INSTRUMENTATION, device):
             problems.append((pointer("procedure", "instrumentation", i),
-                             f"unknown instrumentation {device!r}; known: {vocabulary('known_instrumentation')}"))
+                             f"unknown instrumentation {device!r}; known: {vocabulary(c.INSTRUMENTATION)}"))
     levels_hint = "vertebral levels are C1-C7, T1-T12, L1-L5, S1-S5"
     for i, level in enumerate(proc.levels):
-        if not known("level_rank", level):
+        if not known(c.LEVEL_RANK, level):
             problems.append((pointer("procedure", "levels", i), f"unknown vertebral level {level!r}; {levels_hint}"))
     if proc.region == "spine" and not proc.levels:
         problems.append(("/procedure/levels", "a spinal procedure must list its operated levels"))
-    if case.clinical.conus_level is not None and not known("level_rank", case.clinical.conus_level):
+    if case.clinical.conus_level is not None and not known(c.LEVEL_RANK, case.clinical.conus_level):
         problems.append(("/clinical/conus_level", f"unknown vertebral level {case.clinical.conus_level!r}; {levels_hint}"))
     for h, entry in enumerate(case.history):
         for i, level in enumerate(entry.levels):
-            if not known("level_rank", level):
+            if not known(c.LEVEL_RANK, level):
                 problems.append((pointer("history", h, "levels", i), f"unknown vertebral level {level!r}; {levels_hint}"))
     for i, service in enumerate(case.services):
         if service.modality is None:
             continue
         where = pointer("services", i, "modality")
-        if not known("modality", service.modality):
-            problems.append((where, f"unknown modality {service.modality!r}; known: {vocabulary('modality')}"))
-        elif known("known_code", service.code) and not kb.values("code_allows_modality", service.code, service.modality):
-            allowed = ", ".join(m for _c, m in kb.values("code_allows_modality", service.code, None))
+        if not known(c.MODALITY, service.modality):
+            problems.append((where, f"unknown modality {service.modality!r}; known: {vocabulary(c.MODALITY)}"))
+        elif known(c.KNOWN_CODE, service.code) and not kb.values(c.CODE_ALLOWS_MODALITY, service.code, service.modality):
+            allowed = ", ".join(m for _c, m in kb.values(c.CODE_ALLOWS_MODALITY, service.code, None))
             problems.append((where, f"code {service.code} cannot be billed for {service.modality}; it allows: {allowed}"))
     if problems:
         raise InputError(problems, source)
@@ -221,7 +227,7 @@ def line_id(index: int) -> str:
 
 def case_facts(case: Case, key: str, pack: str, version: str) -> list:
     """Every case fact, each with the pointer of the field it came from."""
-    facts = [CaseFact("applies_policy", (key, pack, version), "/payer")]
+    facts = [CaseFact(c.APPLIES_POLICY, (key, pack, version), "/payer")]
     for section in SECTIONS.values():
         section(case, key, facts.append)
     return facts
@@ -323,40 +329,54 @@ def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
-# Fields whose absence means "not documented", and the values documenting them could take.
+@dataclass(frozen=True)
+class Documentable:
+    """A field whose absence means "not documented": the values documenting it could take (None:
+    case counts, tried at 1 and at each limit the rules compare with, and one past it) and
+    what a provider is asked to document."""
+    path: tuple
+    values: Optional[tuple]
+    question: str
+
+
 # `conus_level` is left out: it has a stated default (the anatomy rules' last cord level).
-UNDOCUMENTED_CANDIDATES = (
-    (("clinical", "myelopathy"), (True, False)),
-    (("clinical", "radiculopathy"), (True, False)),
-    (("clinical", "neurological_deficit"), (True, False)),
-    (("clinical", "tethered_cord"), (True, False)),
-    (("monitoring", "setting"), ("in_room", "remote")),
-    (("monitoring", "technologist_in_room"), (True, False)),
-    (("monitoring", "professional", "member_of_surgical_team"), (True, False)),
-    (("monitoring", "professional", "real_time"), (True, False)),
-    (("monitoring", "professional", "concurrent_cases"), None),  # 1, and each limit and one past it
-    (("monitoring", "report", "findings"), ("normal", "changes")),
+DOCUMENTABLE = (
+    Documentable(("clinical", "myelopathy"), (True, False), "whether the patient has myelopathy"),
+    Documentable(("clinical", "radiculopathy"), (True, False), "whether the patient has radiculopathy"),
+    Documentable(("clinical", "neurological_deficit"), (True, False), "whether the patient has a neurological deficit"),
+    Documentable(("clinical", "tethered_cord"), (True, False), "whether the spinal cord is tethered"),
+    Documentable(("monitoring", "setting"), ("in_room", "remote"),
+                 "where the interpreting professional was (in the room or remote)"),
+    Documentable(("monitoring", "technologist_in_room"), (True, False),
+                 "whether a technologist was in the operating room"),
+    Documentable(("monitoring", "professional", "member_of_surgical_team"), (True, False),
+                 "whether the interpreting professional was a member of the surgical team"),
+    Documentable(("monitoring", "professional", "real_time"), (True, False),
+                 "whether the interpreting professional interpreted in real time"),
+    Documentable(("monitoring", "professional", "concurrent_cases"), None,
+                 "how many cases the interpreting physician covered at the same time"),
+    Documentable(("monitoring", "report", "findings"), ("normal", "changes"),
+                 "the monitoring findings (normal or changes)"),
 )
+_DOCUMENTABLE = {d.path: d for d in DOCUMENTABLE}
 
 
 def undocumented_fields(case: Case, count_limits=()) -> list:
-    """(path, candidate values) of every nullable field the case leaves undocumented. Case
-    counts are tried at 1 and at each limit the rules compare with, and one past it."""
+    """(path, candidate values) of every DOCUMENTABLE field the case leaves undocumented."""
     counts = tuple(sorted({1} | {n for limit in count_limits for n in (limit, limit + 1) if n >= 1}))
     out = []
-    for path, candidates in UNDOCUMENTED_CANDIDATES:
-        candidates = counts if candidates is None else candidates
+    for field in DOCUMENTABLE:
         obj = case
-        for part in path:
+        for part in field.path:
             obj = getattr(obj, part)
         if obj is None:
-            out.append((path, candidates))
+            out.append((field.path, counts if field.values is None else field.values))
     return out
 
 
 def with_documented(case: Case, assignments: list) -> Case:
-    """A copy of the case with each (path, value) filled in (values from UNDOCUMENTED_CANDIDATES,
-    valid by construction); untouched parts are shared, not copied."""
+    """A copy of the case with each (path, value) filled in (values from DOCUMENTABLE, valid by
+    construction); untouched parts are shared, not copied."""
     for path, value in assignments:
         case = _replace(case, path, value)
     return case
@@ -366,3 +386,64 @@ def _replace(model, path, value):
     if len(path) == 1:
         return model.model_copy(update={path[0]: value})
     return model.model_copy(update={path[0]: _replace(getattr(model, path[0]), path[1:], value)})
+
+
+def pointer_map(facts: list) -> dict:
+    """(pred, values) -> the JSON pointer of the first field that gave the fact."""
+    pointers = {}
+    for f in facts:
+        pointers.setdefault((f.pred, f.values), f.pointer)
+    return pointers
+
+
+class PosedCase:
+    """A validated case put to the rules under one policy version: what explain/ reads of it.
+
+    `facts` are the pointed case facts, `pointers` maps each (pred, values) to its field,
+    `lines` are the service lines' ids; `undocumented`, `question`, `field_pointer` and `delta`
+    say what documenting a missing field would change."""
+
+    def __init__(self, case: Case, policy, key: str = CASE_KEY):
+        self.case = case
+        self.policy = policy
+        self.key = key
+        self.facts = case_facts(case, key, policy.pack, policy.version)
+        self.pointers = pointer_map(self.facts)
+        self.lines = [line_id(i) for i in range(len(case.services))]
+        self._sections = {}
+
+    def undocumented(self, count_limits=()) -> list:
+        return undocumented_fields(self.case, count_limits)
+
+    @staticmethod
+    def question(path: tuple) -> str:
+        return _DOCUMENTABLE[path].question
+
+    @staticmethod
+    def field_pointer(path: tuple) -> str:
+        return pointer(*path)
+
+    def delta(self, assignments: list) -> tuple:
+        """(facts added, facts removed) when each (path, value) is documented. Only the sections
+        the assignments touch can change: their facts alone are compared."""
+        variant = with_documented(self.case, assignments)
+        add, remove = set(), set()
+        for section in {path[0] for path, _value in assignments}:
+            before = self._sections.get(section)
+            if before is None:
+                before = self._sections[section] = {(f.pred, f.values) for f in section_facts(self.case, self.key, section)}
+            after = {(f.pred, f.values) for f in section_facts(variant, self.key, section)}
+            add |= after - before
+            remove |= before - after
+        return add, remove
+
+
+def pose(case: Case, kb, *, payer: Optional[str] = None, as_of: Optional[datetime.date] = None,
+         source: str = "", check: bool = True) -> PosedCase:
+    """The case under the policy version in force: its payer (or `payer`) on its date of service
+    (or `as_of`), its values checked against the rules' vocabulary first."""
+    if check:
+        check_vocabulary(case, kb, source)
+    chosen = policies.select(kb, payer or case.payer, as_of or case.date_of_service,
+                             pack_pointer="/payer", date_pointer="/date_of_service")
+    return PosedCase(case, chosen)

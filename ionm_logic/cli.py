@@ -10,8 +10,8 @@ from tabulate import tabulate
 
 from . import api
 from .case import json_schema
+from .engine import RulesError
 from .errors import InputError
-from .kb import RulesError
 
 RULES_OPTION = click.option("--rules", "rule_dirs", multiple=True, type=click.Path(),
                             help="A folder of your own rule files, loaded after the shipped ones (repeatable).")
@@ -66,13 +66,13 @@ def explain(case_file, payer, as_of, fmt, detail, line_code, why_not_target, rul
     kb = api.knowledge_base(rule_dirs)
     case = api.read_case(case_file)
     if why_not_target:
-        from . import whynot
+        from .render.text import render_why_not
 
-        report = whynot.why_not(kb, case, why_not_target, payer=payer, as_of=day, source=case_file)
-        click.echo(api.to_json(report) if fmt == "json" else whynot.render_text(report), nl=False)
+        report = api.why_not(kb, case, why_not_target, payer=payer, as_of=day, source=case_file)
+        click.echo(api.to_json(report) if fmt == "json" else render_why_not(report), nl=False)
         return
-    result, basis = api.explain_case(kb, case, payer=payer, as_of=day, source=case_file)
-    click.echo(api.render(kb, case, result, basis, fmt, detail, line_code), nl=False)
+    decision = api.explain_case(kb, case, payer=payer, as_of=day, source=case_file)
+    click.echo(api.render_decision(decision, fmt, detail, line_code), nl=False)
 
 
 @main.command()
@@ -83,7 +83,8 @@ def explain(case_file, payer, as_of, fmt, detail, line_code, why_not_target, rul
 @RULES_OPTION
 def diff(case_file, payers, dates, fmt, rule_dirs):
     """Compare one case's decisions under two payers (--payer A --payer B) or two dates."""
-    from . import diff as diffing
+    from .explain import diff as diffing
+    from .render.text import render_diff
 
     if not ((len(payers) == 2 and len(dates) <= 1) or (len(dates) == 2 and len(payers) <= 1)):
         raise InputError([("", "give --payer twice or --as-of twice (the other at most once)")])
@@ -94,9 +95,9 @@ def diff(case_file, payers, dates, fmt, rule_dirs):
         sides = [(p, dict(payer=p, as_of=day)) for p in payers]
     else:
         sides = [(d, dict(payer=payers[0] if payers else None, as_of=api.parse_date(d))) for d in dates]
-    results = [api.explain_case(kb, case, source=case_file, **kwargs)[0] for _label, kwargs in sides]
-    report = diffing.diff(results[0], results[1], (sides[0][0], sides[1][0]))
-    click.echo(api.to_json(report) if fmt == "json" else diffing.render_text(report), nl=False)
+    results = [api.explain_case(kb, case, source=case_file, **kwargs).document for _label, kwargs in sides]
+    report = diffing(results[0], results[1], (sides[0][0], sides[1][0]))
+    click.echo(api.to_json(report) if fmt == "json" else render_diff(report), nl=False)
 
 
 @main.command()
@@ -215,15 +216,9 @@ def schema(rule_dirs):
 @RULES_OPTION
 def policies(fmt, rule_dirs):
     """List the policy packs, their versions and the dates each is in force."""
-    from .policy import pack_titles, versions
+    from .policy import version_rows
 
-    kb = api.knowledge_base(rule_dirs)
-    rows = []
-    for pack, title in sorted(pack_titles(kb).items()):
-        sources = ", ".join(c for _p, c in kb.values("policy_pack_source", pack, None))
-        for v in versions(kb, pack):
-            rows.append({"pack": pack, "title": title, "version": v.version, "in_force": v.window(),
-                         "sources": sources})
+    rows = version_rows(api.knowledge_base(rule_dirs))
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return
@@ -261,8 +256,8 @@ def test(files, rule_dirs):
     """Run golden cases: the shipped packs', each --rules folder's tests/, and FILES."""
     from pathlib import Path
 
+    from .engine import shipped_rules_dir
     from .golden import golden_files, run_suite, uncovered_rules
-    from .kb import shipped_rules_dir
 
     kb = api.knowledge_base(rule_dirs)
     folders = [shipped_rules_dir() / "tests"] + [Path(d) / "tests" for d in rule_dirs] + [Path(f) for f in files]
@@ -294,15 +289,15 @@ def test(files, rule_dirs):
 @RULES_OPTION
 def query(query_text, case_file, why, rule_dirs):
     """Ask the knowledge base an ad hoc question, e.g. 'level_rank(Level, 24)'."""
-    from .query import run_query
+    from .render.nodes import proof_lines
 
     kb = api.knowledge_base(rule_dirs)
     case = api.read_case(case_file) if case_file else None
-    headers, rows, proofs = run_query(kb, query_text, case, why=why, source=case_file or "")
+    headers, rows, proofs = api.run_query(kb, query_text, case, why=why, source=case_file or "")
     if not rows:
         click.echo("no answers")
         return
     click.echo(tabulate(rows, headers=headers) if headers else "yes")
-    for label, lines in proofs:
+    for label, proof in proofs:
         click.echo(f"\n{label}")
-        click.echo("\n".join(lines))
+        click.echo("\n".join(proof_lines(proof)))

@@ -29,9 +29,8 @@ from pathlib import Path
 
 import yaml
 
-from .api import explain_case
+from .api import exercised_rules, explain_case
 from .case import parse_case
-from .decide import exercised_rules
 from .errors import InputError
 
 GOLDEN_SUFFIXES = (".yaml", ".yml", ".json")
@@ -103,7 +102,7 @@ def _is_case_file(path: Path) -> bool:
 def run_golden(kb, golden: Golden):
     """(result, [failure messages], ids of the rules the case exercised) of one golden case."""
     case = parse_case(json.dumps(golden.case), golden.file)
-    result, _basis = explain_case(kb, case, payer=golden.payer, as_of=golden.as_of, source=golden.file)
+    result = explain_case(kb, case, payer=golden.payer, as_of=golden.as_of, source=golden.file).document
     exercised = exercised_rules(kb, case, payer=golden.payer, as_of=golden.as_of)
     return result, compare(result, golden.expect), exercised
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .errors import InputError
+from .lang import contract as c
 
 
 @dataclass(frozen=True)
@@ -30,14 +31,14 @@ def _date(text: str, where: str) -> datetime.date:
 
 
 def pack_titles(kb) -> dict:
-    return {pack: title for pack, title in kb.values("policy_pack", None, None)}
+    return {pack: title for pack, title in kb.values(c.POLICY_PACK, None, None)}
 
 
 def versions(kb, pack: str) -> list:
     """The pack's versions in start order. A version ends on its explicit end date, or else the
     day before the next version of the same pack starts, or never."""
-    starts = sorted(((_date(s, f"policy_version({pack}, {v})"), v) for _p, v, s in kb.values("policy_version", pack, None, None)))
-    explicit = {v: _date(e, f"policy_version_ends({pack}, {v})") for _p, v, e in kb.values("policy_version_ends", pack, None, None)}
+    starts = sorted(((_date(s, f"policy_version({pack}, {v})"), v) for _p, v, s in kb.values(c.POLICY_VERSION, pack, None, None)))
+    explicit = {v: _date(e, f"policy_version_ends({pack}, {v})") for _p, v, e in kb.values(c.POLICY_VERSION_ENDS, pack, None, None)}
     out = []
     for i, (start, version) in enumerate(starts):
         end = explicit.get(version)
@@ -45,6 +46,17 @@ def versions(kb, pack: str) -> list:
             end = starts[i + 1][0] - datetime.timedelta(days=1)
         out.append(PolicyVersion(pack, version, start, end))
     return out
+
+
+def version_rows(kb) -> list:
+    """Every pack's versions as rows: pack, title, version, in_force window, sources."""
+    rows = []
+    for pack, title in sorted(pack_titles(kb).items()):
+        sources = ", ".join(cite for _p, cite in kb.values(c.POLICY_PACK_SOURCE, pack, None))
+        for v in versions(kb, pack):
+            rows.append({"pack": pack, "title": title, "version": v.version, "in_force": v.window(),
+                         "sources": sources})
+    return rows
 
 
 def select(kb, pack: Optional[str], day: datetime.date, pack_pointer: str = "/payer",

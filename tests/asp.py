@@ -1,5 +1,5 @@
 """Render the rule objects and a case's facts as an ASP program, for clingo to cross-check."""
-from ionm_logic.rulelang import Comparison, Const, Literal
+from ionm_logic.lang.objects import Comparison, Const, Literal
 
 _OPS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "=", "!=": "!="}
 

@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from ionm_logic.api import knowledge_base
+from ionm_logic.api import explain, knowledge_base
 from ionm_logic.case import parse_case
-from ionm_logic.decide import explain
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 
 from asp import program, solve
 from ionm_logic.case import case_facts, parse_case
-from ionm_logic.decide import CASE_KEY, pointer_map
+from ionm_logic.case import CASE_KEY, pointer_map
 from ionm_logic.policy import select
 from strategies import cases
 

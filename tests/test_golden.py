@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from ionm_logic.golden import golden_files, load_golden, run_golden
-from ionm_logic.kb import shipped_rules_dir
+from ionm_logic.engine import shipped_rules_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = golden_files([ROOT / "examples" / "expected", shipped_rules_dir() / "tests"])

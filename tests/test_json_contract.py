@@ -4,7 +4,7 @@ import json
 import pytest
 
 from conftest import ROOT, all_proofs, decide, reference_case, resolve_pointer, walk
-from ionm_logic.decide import DETERMINATIONS
+from ionm_logic.lang.contract import DETERMINATIONS
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
 LEAVES = {"fact", "case", "absent", "builtin"}

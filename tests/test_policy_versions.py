@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from conftest import case_with, decide
 from ionm_logic.errors import InputError
-from ionm_logic.kb import KnowledgeBase
+from ionm_logic.engine.engine import Engine
 from ionm_logic.policy import select, versions
 from strategies import cases
 
@@ -53,11 +53,11 @@ def test_a_new_version_through_rules_closes_the_shipped_one(tmp_path):
     (mine / "anthem-2026.dl").write_text(
         '% A rule author\'s revision of the Anthem guideline.\n'
         'policy_version("anthem-cg-surg-104", "2026-07-01", "2026-07-01").\n')
-    kb = KnowledgeBase([mine])
+    kb = Engine.load([mine])
     got = {v.version: v.window() for v in versions(kb, "anthem-cg-surg-104")}
     assert got == {"2020-01-01": ["2020-01-01", "2026-06-30"], "2026-07-01": ["2026-07-01", None]}
     # The shipped knowledge base is left as it was for the next user of this thread.
-    assert {v.version for v in versions(KnowledgeBase(), "anthem-cg-surg-104")} == {"2020-01-01"}
+    assert {v.version for v in versions(Engine.load(), "anthem-cg-surg-104")} == {"2020-01-01"}
 
 
 WINDOWS = {

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import all_proofs, decide, resolve_pointer, walk
-from ionm_logic.decide import DETERMINATIONS
+from ionm_logic.lang.contract import DETERMINATIONS
 from strategies import AT_OR_ABOVE_L1, cases
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -88,9 +88,8 @@ CODE_LIKE = st.sampled_from([
 def test_code_like_strings_in_case_fields_are_stored_and_echoed_verbatim(kb, text, tmp_path_factory):
     import os
 
-    from ionm_logic.api import render
+    from ionm_logic.api import explain_with_basis, render
     from ionm_logic.case import parse_case
-    from ionm_logic.decide import explain_with_basis
 
     doc = json.loads((__import__("conftest").REFERENCE).read_text())
     doc["case_id"] = text
@@ -143,7 +142,7 @@ def test_documenting_a_required_fact_never_leaves_it_documentation_insufficient(
 @given(doc=cases(spine_only=True), shift=st.integers(1, 12))
 def test_moving_every_operated_level_cranially_never_removes_cord_risk(kb, doc, shift):
     from ionm_logic.case import parse_case
-    from ionm_logic.decide import explain_with_basis
+    from ionm_logic.api import explain_with_basis
     from strategies import LEVELS
 
     def cord_at_risk(d):
@@ -164,7 +163,8 @@ def _brute_force_gaps(kb, case):
     import itertools
 
     from ionm_logic.case import undocumented_fields, with_documented
-    from ionm_logic.decide import count_limits, explain
+    from ionm_logic.api import explain
+    from ionm_logic.explain import count_limits
 
     def headlines(c):
         return [l["determination"] for l in explain(kb, c, missing=False, proofs=False)["lines"]]
@@ -190,7 +190,7 @@ def _brute_force_gaps(kb, case):
 @given(doc=cases(), payer=st.sampled_from(["commercial-reference", "cms-lcd-l34623", "anthem-cg-surg-104"]))
 def test_missing_documentation_is_what_re_deciding_the_whole_case_finds(kb, doc, payer):
     from ionm_logic.case import parse_case
-    from ionm_logic.decide import explain
+    from ionm_logic.api import explain
 
     doc["payer"] = payer
     case = parse_case(json.dumps(doc))

@@ -151,7 +151,7 @@ def test_an_engine_error_is_reported_not_answered(tmp_path):
 
 def test_errors_the_engine_returns_as_values_are_raised():
     """pyDatalog hands some evaluation errors back as values; decoding one raises."""
-    from ionm_logic.kb import decode
+    from ionm_logic.engine.engine import decode
 
     with pytest.raises(RuntimeError, match="failed during evaluation"):
         decode(ZeroDivisionError("division by zero"))

@@ -7,6 +7,7 @@ import re
 
 from tabulate import tabulate
 
+from .nodes import label, where
 from .report import build
 
 CSS = """
@@ -46,16 +47,9 @@ def _link_refs(text: str) -> str:
 
 def _node(node: dict) -> str:
     kind = node["node"]
-    label = {"rule": node.get("rule", "rule"), "fact": "fact", "case": "case", "absent": "absent",
-             "builtin": "check"}[kind]
-    where = ""
-    if kind in ("rule", "fact"):
-        where = f"{node['source']['file']}:{node['source']['line']}"
-    elif kind == "case":
-        where = node["pointer"]
     text = html.escape(node.get("text") or node["atom"])
-    head = (f'<span class="kind">{html.escape(label)}</span> {text} '
-            f'<span class="where">{html.escape(where)}</span>')
+    head = (f'<span class="kind">{html.escape(label(node))}</span> {text} '
+            f'<span class="where">{html.escape(where(node))}</span>')
     children = node.get("children") or []
     if not children:
         return f'<div class="node {kind}">{head}</div>'
@@ -63,8 +57,9 @@ def _node(node: dict) -> str:
     return f'<div class="node {kind}"><details><summary>{head}</summary>{inner}</details></div>'
 
 
-def render_html(result: dict, basis: list, kb, case) -> str:
-    sections = build(result, basis, kb, case, trees=True)
+def render(decision) -> str:
+    """A Decision as one HTML page, a proof tree under every finding."""
+    sections = build(decision, trees=True)
     title = sections[0][0]
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>{html.escape(title)}</title>", f"<style>{CSS}</style></head><body>"]

@@ -1,6 +1,6 @@
 """Parse rule files (Prolog-style text) into rule objects, with file:line:column errors.
 
-The grammar is lark's LALR; rulelang.py holds the objects it builds. This module is imported
+The grammar is lark's LALR; objects.py holds the objects it builds. This module is imported
 only when rule text has to be parsed (a changed rule file, a query, `ionm-logic check`).
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ import re
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-from .rulelang import (COMPARISONS, Atom, Citation, Comparison, Const, Fact, Literal, PredDecl, Rule, RuleError,
-                       RuleFile, Var)
+from .objects import (ANONYMOUS_PREFIX, COMPARISONS, Atom, Citation, Comparison, Const, Fact, Literal, PredDecl, Rule,
+                      RuleError, RuleFile, Var, anonymous_variable)
 
 GRAMMAR = r"""
 start: _item*
@@ -160,7 +160,10 @@ class _Builder(Transformer):
         if tok.type == "VARIABLE":
             name = str(tok)
             if name == "_":
-                name = f"_Anon{next(self.anonymous)}"
+                return anonymous_variable(next(self.anonymous))
+            if name.startswith(ANONYMOUS_PREFIX):
+                raise RuleError(self.path, tok.line, tok.column,
+                                f"variable {name}: names starting with {ANONYMOUS_PREFIX} are kept for '_'")
             return Var(name)
         if tok.type == "INT":
             return Const(int(tok))
@@ -169,15 +172,26 @@ class _Builder(Transformer):
         return Const(str(tok))
 
 
+# How an error names the grammar's terminals that match a class of words; every other terminal
+# matches one literal spelling (lark names some of them __ANON_n), and an error quotes it.
 _EXPECTED_NAMES = {
     "NAME": "a name", "VARIABLE": "a variable", "STRING": "a quoted string", "INT": "an integer",
-    "KEY": "a citation key", "RULE_ID": "a rule id", "DOT": "'.'", "COMMA": "','", "LPAR": "'('",
-    "RPAR": "')'", "OP": "a comparison", "DECL_ROLE": "a declaration", "__ANON_0": "':-'",
+    "KEY": "a citation key", "RULE_ID": "a rule id", "OP": "a comparison", "DECL_ROLE": "a declaration",
 }
 
 
+def _terminal_words(name: str) -> str:
+    if name in _EXPECTED_NAMES:
+        return _EXPECTED_NAMES[name]
+    try:
+        pattern = _parser().get_terminal(name).pattern
+    except KeyError:  # pragma: no cover - a terminal lark made up; say it as plainly as we can
+        return name.strip("_").lower().replace("_", " ")
+    return f"'{pattern.value}'" if pattern.type == "str" else name.lower().replace("_", " ")
+
+
 def _describe_expected(expected) -> str:
-    names = sorted({_EXPECTED_NAMES.get(e, e.lower().replace("_", " ")) for e in expected})
+    names = sorted({_terminal_words(e) for e in expected})
     return ", ".join(names[:8])
 
 

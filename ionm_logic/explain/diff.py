@@ -1,8 +1,6 @@
 """Compare the decisions on one case under two payers or two dates, line by line."""
 from __future__ import annotations
 
-from tabulate import tabulate
-
 DIFF_SCHEMA = "ionm-logic/diff/v1"
 
 
@@ -29,21 +27,3 @@ def _only(mine: dict, other: dict) -> list:
     theirs = {f["rule"] for f in other["findings"]}
     return [{"rule": f["rule"], "determination": f["determination"], "text": f["text"], "citations": f["citations"]}
             for f in mine["findings"] if f["rule"] not in theirs]
-
-
-def render_text(report: dict) -> str:
-    left, right = report["left"], report["right"]
-    out = [f"Case {report['case_id']}: {left['label']} vs {right['label']}", ""]
-    rows = [[l["pointer"], l["code"], l["left"], l["right"], "*" if l["differs"] else ""] for l in report["lines"]]
-    rows.append(["overall", "", left["overall"], right["overall"], "*" if left["overall"] != right["overall"] else ""])
-    out.append(tabulate(rows, headers=["Line", "Code", left["label"], right["label"], "Differs"]))
-    for l in report["lines"]:
-        if "only_left" not in l:
-            continue
-        out.append("")
-        out.append(f"{l['code']} ({l['pointer']}): {l['left']} vs {l['right']}")
-        for side, label in (("only_left", left["label"]), ("only_right", right["label"])):
-            for f in l[side]:
-                out.append(f"  only under {label}: {f['rule']} ({f['determination']}) {f['text']} "
-                           f"[{', '.join(f['citations'])}]")
-    return "\n".join(out) + "\n"

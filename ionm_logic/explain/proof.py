@@ -9,55 +9,30 @@ knowledge base, shared by every line and every case.
 """
 from __future__ import annotations
 
-import re
+import operator
 
-from .kb import sort_key
-from .rulelang import SLOT, Comparison, Const, render_atom, render_value
+from ..engine.ruleset import sort_key
+from ..lang.objects import Comparison, Const, render_atom, render_value
+from ..lang.unify import bind, ground
+from .text import fill
 
-_OP_SPELLING = {"<": "<", "<=": "=<", ">": ">", ">=": ">=", "==": "=", "!=": "!="}
-_COMPARE = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
-            ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
-_ATOMLIKE = re.compile(r"[a-z][a-z0-9_]*")
+# How rule text spells each comparison (the objects hold pyDatalog's spelling).
+OP_SPELLING = {"<": "<", "<=": "=<", ">": ">", ">=": ">=", "==": "=", "!=": "!="}
+_COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
+            "!=": operator.ne}
+
+
+def compare(op: str, left, right) -> bool:
+    """Whether a comparison holds; False when its values cannot be compared (an int against a
+    string, or an unbound variable)."""
+    try:
+        return _COMPARE[op](left, right)
+    except TypeError:
+        return False
 
 
 class ProofError(RuntimeError):
     """A derived atom could not be re-derived: the engine and the replay disagree."""
-
-
-def show(value, case_key, names=None) -> str:
-    """A value as a sentence shows it: its display name from the rules if it has one."""
-    if value == case_key:
-        return "the case"
-    if isinstance(value, int):
-        return str(value)
-    if names and value in names:
-        return names[value]
-    if _ATOMLIKE.fullmatch(value):
-        return value.replace("_", " ")
-    return value
-
-
-def fill(template: str, env: dict, case_key, names=None) -> str:
-    return SLOT.sub(lambda m: show(env[m.group(1)], case_key, names), template)
-
-
-def bind(args, values) -> dict:
-    """Unify atom arguments with ground values; None when they do not match."""
-    env = {}
-    for arg, value in zip(args, values):
-        if isinstance(arg, Const):
-            if arg.value != value:
-                return None
-        elif arg.name in env:
-            if env[arg.name] != value:
-                return None
-        else:
-            env[arg.name] = value
-    return env
-
-
-def ground(args, env) -> tuple:
-    return tuple([a.value if isinstance(a, Const) else env[a.name] for a in args])
 
 
 class Prover:
@@ -75,15 +50,16 @@ class Prover:
     def case_tables(self) -> dict:
         """rule index -> witness rows of every rule a decision under the pack can use."""
         if not self.tables and self.pack is not None:
-            self.tables = self.kb.case_tables(self.pack)
+            self.tables = dict(self.kb.case_tables(self.pack, self.case_key))
         return self.tables
 
     def table(self, rule) -> list:
         if rule.head.pred not in self.kb.case_dependent:
             return self.kb.rule_table(rule)
-        rows = self.case_tables().get(rule.index)
+        number = self.kb.index(rule)
+        rows = self.case_tables().get(number)
         if rows is None:  # a rule outside the pack's set, e.g. asked for by a query
-            rows = self.tables[rule.index] = self.kb.rule_table(rule)
+            rows = self.tables[number] = self.kb.rule_table(rule)
         return rows
 
     def derivations(self, rule):
@@ -163,9 +139,9 @@ class Prover:
         for item in rule.body:
             if isinstance(item, Comparison):
                 left, right = (t.value if isinstance(t, Const) else env[t.name] for t in (item.left, item.right))
-                if not _COMPARE[item.op](left, right):
+                if not compare(item.op, left, right):
                     return None
-                text = f"{render_value(left)} {_OP_SPELLING[item.op]} {render_value(right)}"
+                text = f"{render_value(left)} {OP_SPELLING[item.op]} {render_value(right)}"
                 children.append({"node": "builtin", "atom": text, "text": f"{text} holds"})
             elif item.negated:
                 values = ground(item.atom.args, env)

@@ -41,6 +41,27 @@ class RuleError(Exception):
         super().__init__(f"{where}: {message}")
 
 
+# `_` in rule text becomes a variable of its own, named with this prefix and a number; no
+# variable written in rule text may take that name (the parser refuses it), so a `_` never
+# meets a named variable.
+ANONYMOUS_PREFIX = "_Anon"
+
+
+def anonymous_variable(number: int) -> "Var":
+    """The variable standing for the `number`-th `_` of a clause."""
+    return Var(f"{ANONYMOUS_PREFIX}{number}")
+
+
+def is_anonymous(name: str) -> bool:
+    """Whether a variable name stands for a `_` of the rule text."""
+    return name.startswith(ANONYMOUS_PREFIX)
+
+
+def shown_variable(name: str) -> str:
+    """A variable as the rule text wrote it: `_` for an anonymous one."""
+    return "_" if is_anonymous(name) else name
+
+
 @dataclass(frozen=True)
 class Var:
     name: str
@@ -135,7 +156,6 @@ class Rule:
     template: Optional[str]
     file: str
     line: int
-    index: int = 0  # position in load order, set by the knowledge base
 
     def variables(self) -> list:
         """Every named variable of the rule, in order of first appearance."""

@@ -1,6 +1,8 @@
 """Render proofs as a Graphviz digraph: one cluster per finding, a node per proof step."""
 from __future__ import annotations
 
+from .nodes import label, where
+
 SHAPES = {"rule": "box", "fact": "note", "case": "folder", "absent": "ellipse", "builtin": "diamond"}
 
 
@@ -8,7 +10,8 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def render_dot(result: dict, code: str = None) -> str:
+def render(result: dict, code: str = None) -> str:
+    """The proofs of a determination/v1 document (only line `code`, a code or pointer, if given)."""
     lines = [f"digraph {_quote('ionm-logic ' + result['case_id'])} {{", "  rankdir=LR;",
              '  node [fontname="Helvetica", fontsize=10];']
     counter = [0]
@@ -17,13 +20,11 @@ def render_dot(result: dict, code: str = None) -> str:
         counter[0] += 1
         name = f"n{counter[0]}"
         kind = node["node"]
-        label = node["atom"] if kind != "rule" else f"{node['rule']}\\n{node['atom']}"
-        if kind == "case":
-            label += f"\\n{node['pointer']}"
-        elif kind in ("rule", "fact"):
-            label += f"\\n{node['source']['file']}:{node['source']['line']}"
+        text = node["atom"] if kind != "rule" else f"{label(node)}\\n{node['atom']}"
+        if where(node):
+            text += f"\\n{where(node)}"
         style = ', style="dashed"' if kind == "absent" else ""
-        cluster_lines.append(f"    {name} [shape={SHAPES[kind]}{style}, label={_quote(label).replace(chr(92) * 2 + 'n', chr(92) + 'n')}];")
+        cluster_lines.append(f"    {name} [shape={SHAPES[kind]}{style}, label={_quote(text).replace(chr(92) * 2 + 'n', chr(92) + 'n')}];")
         for child in node.get("children") or []:
             child_name = add(child, cluster_lines)
             cluster_lines.append(f"    {name} -> {child_name};")

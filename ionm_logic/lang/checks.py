@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .rulelang import ROLES, Comparison, Const, Literal, Var, template_slots
+from .contract import (DETERMINATIONS, POLICY_PACK, POLICY_VERSION, POLICY_VERSION_ENDS, PRECEDENCE, READ_BY_PROGRAM,
+                       REPORT_ARITY)
+from .graph import dependency_edges, reachable
+from .objects import ROLES, Comparison, Const, Literal, Var, is_anonymous, shown_variable, template_slots
 
 
 @dataclass(frozen=True, order=True)
@@ -146,7 +149,7 @@ def _check_safety(rule, label, path, problems):
         problems.append(Problem(path, rule.line, "error", f"{label} is unsafe: its body has no positive literal"))
         return
     for name in rule.head.variables():
-        if name.startswith("_Anon"):
+        if is_anonymous(name):
             problems.append(Problem(path, rule.line, "error", f"{label} is unsafe: '_' in the head binds nothing"))
         elif name not in bound:
             problems.append(Problem(path, rule.line, "error",
@@ -155,26 +158,17 @@ def _check_safety(rule, label, path, problems):
         if isinstance(item, Literal) and item.negated:
             for name in item.atom.variables():
                 if name not in bound:
-                    shown = "_" if name.startswith("_Anon") else name
+                    shown = shown_variable(name)
                     problems.append(Problem(path, item.atom.line, "error",
                                             f"{label} is unsafe: variable {shown} in 'not {item.atom.pred}(...)' is not bound by a positive body literal"))
         elif isinstance(item, Comparison):
             for name in item.variables():
                 if name not in bound:
-                    shown = "_" if name.startswith("_Anon") else name
+                    shown = shown_variable(name)
                     problems.append(Problem(path, item.line, "error",
                                             f"{label} is unsafe: variable {shown} in a comparison is not bound by a positive body literal"))
             if isinstance(item.left, Const) and isinstance(item.right, Const):
                 problems.append(Problem(path, item.line, "error", f"{label} compares two constants"))
-
-
-def dependency_edges(files):
-    """(head predicate, body predicate, negated, rule) for every body literal of every rule."""
-    for rf in files:
-        for rule in rf.rules:
-            for item in rule.body:
-                if isinstance(item, Literal):
-                    yield rule.head.pred, item.atom.pred, item.negated, rule
 
 
 def _check_stratified(files, problems):
@@ -207,21 +201,6 @@ def _path(graph, start, goal):
     return None
 
 
-# Predicates ionm-logic itself reads (the boundary between the rules and the program), so a
-# definition that no rule body uses is still used.
-READ_BY_PROGRAM = {
-    "policy_pack", "policy_pack_source", "policy_version", "policy_version_ends", "determination_precedence",
-    "known_procedure_kind", "known_region", "known_approach", "known_instrumentation", "level_rank", "modality",
-    "modality_name", "code_description", "code_allows_modality", "known_code", "line_modality",
-    "last_cord_level", "most_cranial_operated_level", "structure_at_risk", "surgical_code_description",
-    "monitors", "display_name",
-}
-# The fixed determination vocabulary of the output contract.
-DETERMINATIONS = (
-    "not_separately_reimbursable", "requirements_not_met", "documentation_insufficient",
-    "not_medically_necessary", "insufficient_evidence", "medically_necessary",
-)
-REPORT_ARITY = {"finding": 3, "consideration": 3, "observation": 2}
 
 
 def _check_usage(files, decls, defined, problems):
@@ -240,17 +219,10 @@ def _check_usage(files, decls, defined, problems):
 
 def case_dependent(files, decls) -> set:
     """Predicates derived, directly or not, from case facts."""
-    dependent = {name for name, d in decls.items() if d.role == "case"}
-    changed = True
-    while changed:
-        changed = False
-        for rf in files:
-            for rule in rf.rules:
-                if rule.head.pred not in dependent and any(
-                        isinstance(i, Literal) and i.atom.pred in dependent for i in rule.body):
-                    dependent.add(rule.head.pred)
-                    changed = True
-    return dependent
+    users = {}  # body predicate -> the heads of the rules that use it
+    for head, body, _negated, _rule in dependency_edges(files):
+        users.setdefault(body, set()).add(head)
+    return reachable((name for name, d in decls.items() if d.role == "case"), lambda pred: users.get(pred, ()))
 
 
 def _check_case_first(files, decls, problems):
@@ -295,9 +267,9 @@ def _check_packs(files, problems):
     def rows(pred):
         return [(rf, f, tuple(a.value for a in f.atom.args)) for rf, f in facts if f.atom.pred == pred]
 
-    packs = {v[0]: (rf, f) for rf, f, v in rows("policy_pack")}
+    packs = {v[0]: (rf, f) for rf, f, v in rows(POLICY_PACK)}
     ranks = {}
-    for rf, f, (pack, det, rank) in rows("determination_precedence"):
+    for rf, f, (pack, det, rank) in rows(PRECEDENCE):
         ranks.setdefault(pack, {})
         if det in ranks[pack]:
             problems.append(Problem(rf.path, f.line, "error", f"{pack}: {det} is ranked twice"))
@@ -311,7 +283,7 @@ def _check_packs(files, problems):
         if len(set(given.values())) != len(given):
             problems.append(Problem(rf.path, f.line, "error", f"{pack}: two determinations share a precedence rank"))
     versions = {}
-    for rf, f, (pack, version, starts) in rows("policy_version"):
+    for rf, f, (pack, version, starts) in rows(POLICY_VERSION):
         if pack not in packs:
             problems.append(Problem(rf.path, f.line, "error", f"policy_version names {pack}, which no policy_pack declares"))
         if not _iso(starts):
@@ -320,7 +292,7 @@ def _check_packs(files, problems):
         if (pack, version) in {(p, v) for p, v, _s, _w in versions.get(pack, [])}:
             problems.append(Problem(rf.path, f.line, "error", f"{pack}: version {version} is declared twice"))
         versions.setdefault(pack, []).append((pack, version, starts, (rf.path, f.line)))
-    ends = {(p, v): (e, rf.path, f.line) for rf, f, (p, v, e) in rows("policy_version_ends")}
+    ends = {(p, v): (e, rf.path, f.line) for rf, f, (p, v, e) in rows(POLICY_VERSION_ENDS)}
     for pack, items in versions.items():
         items.sort(key=lambda i: i[2])
         for (p, v, start, where), nxt in zip(items, items[1:] + [None]):

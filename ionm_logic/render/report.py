@@ -1,4 +1,4 @@
-"""Render a determination as a reviewer's report: plain text or Markdown.
+"""A decision as a reviewer's report: its sections, which text, Markdown and HTML lay out.
 
 The report follows the shape of a written determination: headline, anatomical basis, a
 summary table, analysis by code, evidence quality, limited exceptions, common pitfalls, final
@@ -7,7 +7,8 @@ from a rule's or a predicate's template; nothing here knows medicine.
 """
 from __future__ import annotations
 
-from tabulate import tabulate
+from ..explain.text import sentence
+from .nodes import proof_citations, proof_lines
 
 HEADLINES = {
     "medically_necessary": "MEDICALLY NECESSARY",
@@ -50,47 +51,13 @@ class References:
         return out
 
 
-def _proof_citations(node) -> list:
-    keys = list(node.get("citations") or [])
-    for child in node.get("children") or []:
-        keys += _proof_citations(child)
-    return keys
-
-
-def _proof_lines(node, depth=0, max_depth=None) -> list:
-    kind = node["node"]
-    label = {"rule": f"[{node.get('rule')}]", "fact": "[fact]", "case": "[case]",
-             "absent": "[absent]", "builtin": "[check]"}[kind]
-    where = ""
-    if kind in ("rule", "fact"):
-        where = f"  ({node['source']['file']}:{node['source']['line']})"
-    elif kind == "case":
-        where = f"  ({node['pointer']})"
-    lines = [f"{'  ' * depth}{label} {node.get('text') or node['atom']}{where}"]
-    if max_depth is None or depth < max_depth:
-        for child in node.get("children") or []:
-            lines += _proof_lines(child, depth + 1, max_depth)
-    return lines
-
-
-def _name(code_line: dict, kb) -> str:
-    found = kb.values("code_description", code_line["code"], None)
-    modality = code_line.get("modality")
-    parts = []
-    if modality:
-        names = kb.values("modality_name", modality, None)
-        parts.append(names[0][1] if names else modality)
-    if found:
-        parts.append(found[0][1])
-    return "; ".join(parts) or "unknown code"
-
-
-def build(result: dict, basis: list, kb, case, detail: str = "short", trees: bool = False) -> list:
-    """The report as sections: (title, [blocks]); a block is ('p', text), ('h3', text), ('ul', [items]),
-    ('ol', [items]), ('table', rows, headers), ('pre', lines) or, with `trees`, ('tree', label,
-    proof) for every finding."""
-    refs = References(result["citations"] | {k: c.fields for k, c in kb.citations.items()})
-    description = case.procedure.description or case.procedure.kind.replace("_", " ")
+def build(decision, detail: str = "short", trees: bool = False) -> list:
+    """The report of a finished Decision as sections: (title, [blocks]); a block is ('p', text),
+    ('h3', text), ('ul', [items]), ('ol', [items]), ('table', rows, headers), ('pre', lines) or,
+    with `trees`, ('tree', label, proof) for every finding."""
+    result, basis = decision.document, decision.basis
+    refs = References(result["citations"])
+    description = decision.procedure
     overall = result["overall"]
     sections = []
 
@@ -110,11 +77,11 @@ def build(result: dict, basis: list, kb, case, detail: str = "short", trees: boo
     policy = result["policy"]
     window = f"{policy['in_force'][0]} to {policy['in_force'][1] or 'open'}"
     blocks.append(("p", f"Case {result['case_id']}; payer policy {policy['id']}, version {policy['version']} "
-                        f"(in force {window}); date of service {case.date_of_service.isoformat()}."))
+                        f"(in force {window}); date of service {decision.date_of_service}."))
     sections.append((f"Medical Necessity Determination for IONM During {description}", blocks))
 
     if basis:
-        items = [_cap(n["text"]) + refs.mark(_proof_citations(n)) for n in basis]
+        items = [sentence(n["text"]) + refs.mark(proof_citations(n)) for n in basis]
         sections.append(("Anatomical Basis", [("ul", items)]))
 
     rows = []
@@ -129,14 +96,14 @@ def build(result: dict, basis: list, kb, case, detail: str = "short", trees: boo
         items = []
         for f in line["findings"]:
             items.append(f"{HEADLINES[f['determination']].capitalize()}: {f['text']}"
-                         + refs.mark(f["citations"] + _proof_citations(f["proof"])) + f" ({f['rule']})")
+                         + refs.mark(f["citations"] + proof_citations(f["proof"])) + f" ({f['rule']})")
         if not line["findings"]:
             items.append(line.get("reason", "No rule concludes on this line."))
         for c in line["considerations"]:
             items.append(f"Consideration: {c['text']}" + refs.mark(c["citations"]) + f" ({c['rule']})")
         for gap in line["missing_documentation"]:
             items.append(f"Missing documentation: {gap['text']}")
-        heading = f"{line['code']} ({_name(line, kb)}) - {HEADLINES[line['determination']]}"
+        heading = f"{line['code']} ({decision.line_names[line['pointer']]}) - {HEADLINES[line['determination']]}"
         analysis.append(("h3", heading))
         analysis.append(("ul", items))
         if trees:
@@ -144,7 +111,7 @@ def build(result: dict, basis: list, kb, case, detail: str = "short", trees: boo
                 analysis.append(("tree", f"Proof: {f['rule']}", f["proof"]))
         elif detail == "full":
             for f in line["findings"]:
-                analysis.append(("pre", [f"Proof of {f['rule']}:"] + _proof_lines(f["proof"])))
+                analysis.append(("pre", [f"Proof of {f['rule']}:"] + proof_lines(f["proof"])))
     sections.append(("Analysis by Code", analysis))
 
     evidence = []
@@ -181,54 +148,3 @@ def build(result: dict, basis: list, kb, case, detail: str = "short", trees: boo
     sections.append(("Final Determination", [("p", " ".join(final))]))
     sections.append(("References", [("ol", refs.entries())]))
     return sections
-
-
-def _cap(text: str) -> str:
-    text = text[:1].upper() + text[1:]
-    return text if text.endswith(".") else text + "."
-
-
-def render_text(sections: list) -> str:
-    out = []
-    for i, (title, blocks) in enumerate(sections):
-        out.append(title if i == 0 else f"\n{title}")
-        out.append("=" * len(title) if i == 0 else "-" * len(title))
-        for block in blocks:
-            kind = block[0]
-            if kind in ("p", "h3"):
-                out.append(block[1])
-            elif kind == "ul":
-                out += [f"- {item}" for item in block[1]]
-            elif kind == "ol":
-                out += block[1]
-            elif kind == "table":
-                out.append(tabulate(block[1], headers=block[2], tablefmt="simple"))
-            elif kind == "pre":
-                out += ["    " + line for line in block[1]]
-    return "\n".join(out) + "\n"
-
-
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
-def render_markdown(sections: list) -> str:
-    out = []
-    for i, (title, blocks) in enumerate(sections):
-        out.append(("# " if i == 0 else "\n## ") + title + "\n")
-        for block in blocks:
-            kind = block[0]
-            if kind == "p":
-                out.append(block[1] + "\n")
-            elif kind == "h3":
-                out.append(f"### {block[1]}\n")
-            elif kind == "ul":
-                out += [f"- {item}" for item in block[1]] + [""]
-            elif kind == "ol":
-                out += block[1] + [""]
-            elif kind == "table":
-                rows = [[_md_escape(str(c)) for c in r] for r in block[1]]
-                out.append(tabulate(rows, headers=block[2], tablefmt="github") + "\n")
-            elif kind == "pre":
-                out += ["```"] + block[1] + ["```", ""]
-    return "\n".join(out).rstrip() + "\n"

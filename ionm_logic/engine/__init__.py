@@ -1,0 +1,12 @@
+"""The rules loaded: a pure RuleSet (data and dependency analysis, no pyDatalog) and the
+Engine that compiles it into pyDatalog on one thread and answers questions.
+
+Public surface: `load_rules(dirs) -> RuleSet` (parsed, cached, checked), `RuleSet`
+(`pack_rules`, `report_rules`, `depends_on`, `touched_rules`, `head_tuples`, ...), `RulesError`,
+`shipped_rules_dir`, `sort_key`; and, from `engine.engine` (imports pyDatalog),
+`Engine` (`ask`, `values`, `rule_table`, `case_tables`, `variant_tables`, `case_facts`,
+`fact_delta`) and `EngineThreadError`. Importing this package does not import pyDatalog.
+"""
+from .ruleset import RuleSet, RulesError, load_rules, rule_files, shipped_rules_dir, sort_key
+
+__all__ = ["RuleSet", "RulesError", "load_rules", "rule_files", "shipped_rules_dir", "sort_key"]

@@ -1,0 +1,135 @@
+"""Missing documentation: per line, the undocumented fields (alone or in pairs) whose
+documentation would change its headline, found by re-deciding the case with each candidate
+value filled in.
+
+It runs while the case's own facts are asserted: each variant asserts and retracts only the
+facts it changes (PosedCase.delta), and re-asks only the finding rules that depend on them.
+A pair asks again only the rules that depend on both of its fields: a rule that depends on
+neither keeps its base answer and one that depends on one of them keeps that single's answer
+(Datalog: a rule's answers depend only on the facts it depends on).
+"""
+from __future__ import annotations
+
+import itertools
+
+from ..lang.contract import COUNT_LIMIT
+from .headline import rank_min
+
+
+def count_limits(kb) -> list:
+    """The case-count limits the packs compare against (max_concurrent_cases)."""
+    return sorted({n for _p, n in kb.values(COUNT_LIMIT, None, None)})
+
+
+class Variants:
+    """The case's finding rules re-asked under documented values, against its base answers."""
+
+    def __init__(self, kb, posed, ev, rules: list, lines, ranks: dict, prover):
+        self.kb, self.posed, self.ranks, self.lines = kb, posed, ranks, list(lines)
+        self.finding_rules = [r for r in rules if kb.decls[r.head.pred].role == "finding"]
+        self.base_heads = {kb.index(rule): [] for rule in self.finding_rules}
+        for d in itertools.chain(*ev.findings.values()):
+            self.base_heads[kb.index(d.rule)].append(d.values)
+        prover.case_tables()  # the case's own tables, which variants keep for untouched rules
+
+    def affected(self, assignments) -> tuple:
+        """(add, remove, touched rule numbers) for documenting the (path, value) assignments."""
+        add, remove = self.posed.delta(assignments)
+        return add, remove, self.kb.touched_rules(add | remove)
+
+    def ask(self, rules: list, add, remove, touched) -> dict:
+        """rule number -> head tuples of `rules` with the delta applied."""
+        if not rules:
+            return {}
+        kb = self.kb
+        with kb.fact_delta(add, remove):
+            tables = kb.variant_tables(rules, touched, self.posed.policy.pack, self.posed.key)
+        return {kb.index(rule): kb.head_tuples(rule, tables[kb.index(rule)]) for rule in rules}
+
+    def headlines(self, rule_heads: dict) -> dict:
+        """line -> headline when the rules in `rule_heads` answer so and the others as in the base."""
+        per_line = {line: set() for line in self.lines}
+        for rule in self.finding_rules:
+            number = self.kb.index(rule)
+            for values in rule_heads.get(number, self.base_heads[number]):
+                if values[0] == self.posed.key and values[1] in per_line:
+                    per_line[values[1]].add((rule.id, values[2]))
+        return {line: rank_min((det for _r, det in found), self.ranks) for line, found in per_line.items()}
+
+
+def _singles(variants: Variants, fields) -> tuple:
+    """Per (path, value): the headlines, the re-asked rules' heads, and the numbers of the
+    finding rules the value can change."""
+    headlines, heads, changed_by = {}, {}, {}
+    for path, candidates in fields:
+        for value in candidates:
+            add, remove, touched = variants.affected([(path, value)])
+            affected = [rule for rule in variants.finding_rules if variants.kb.index(rule) in touched]
+            rule_heads = variants.ask(affected, add, remove, touched)
+            headlines[(path, value)] = variants.headlines(rule_heads)
+            heads[(path, value)] = rule_heads
+            changed_by[(path, value)] = {variants.kb.index(rule) for rule in affected}
+    return headlines, heads, changed_by
+
+
+def _pairs(variants: Variants, fields, heads: dict, changed_by: dict) -> dict:
+    """Per pair of values of two fields: the headlines. A value that no finding rule depends on
+    leaves the pair deciding as the other value alone: never minimal, so not asked."""
+    out = {}
+    for (p1, c1), (p2, c2) in itertools.combinations(fields, 2):
+        for v1, v2 in itertools.product(c1, c2):
+            first, second = changed_by[(p1, v1)], changed_by[(p2, v2)]
+            if not first or not second:
+                continue
+            both = [rule for rule in variants.finding_rules if variants.kb.index(rule) in first & second]
+            rule_heads = {**heads[(p1, v1)], **heads[(p2, v2)]}
+            if both:
+                add, remove, touched = variants.affected([(p1, v1), (p2, v2)])
+                rule_heads.update(variants.ask(both, add, remove, touched))
+            out[((p1, v1), (p2, v2))] = variants.headlines(rule_heads)
+    return out
+
+
+def _entries(posed, heads: dict, singles: dict, pairs: dict) -> dict:
+    """line -> its missing-documentation entries: each single that changes the headline (one
+    per field and new headline), then each minimal pair (neither value alone does it)."""
+    out = {}
+    for line in heads:
+        entries, seen = [], set()
+        for (path, value), new_heads in singles.items():
+            new = new_heads[line]
+            if new != heads[line] and (path, new) not in seen:
+                seen.add((path, new))
+                entries.append(gap(posed, [(path, value)], new))
+        for ((p1, v1), (p2, v2)), new_heads in pairs.items():
+            new = new_heads[line]
+            if new == heads[line] or (p1, p2, new) in seen:
+                continue
+            if singles[(p1, v1)][line] == new or singles[(p2, v2)][line] == new:
+                continue  # not minimal: one of the two alone does it
+            seen.add((p1, p2, new))
+            entries.append(gap(posed, [(p1, v1), (p2, v2)], new))
+        out[line] = entries
+    return out
+
+
+def gap(posed, assignments: list, new: str) -> dict:
+    """One missing-documentation entry: the fields and values, the headline, the sentence."""
+    parts = []
+    for path, value in assignments:
+        shown = "true" if value is True else "false" if value is False else str(value).replace("_", " ")
+        parts.append(f"{posed.question(path)}; if {shown}")
+    text = "Document " + ", and ".join(parts) + f", this line would be {new.replace('_', ' ')}."
+    return {"fields": [{"pointer": posed.field_pointer(path), "value": value} for path, value in assignments],
+            "would_become": new, "text": text}
+
+
+def missing_documentation(kb, posed, ev, rules: list, heads: dict, ranks: dict, prover) -> dict:
+    """line -> missing-documentation entries, for a case whose facts are asserted."""
+    fields = posed.undocumented(count_limits(kb))
+    if not fields:
+        return {}
+    variants = Variants(kb, posed, ev, rules, heads, ranks, prover)
+    singles, single_heads, changed_by = _singles(variants, fields)
+    pairs = _pairs(variants, fields, single_heads, changed_by)
+    return _entries(posed, heads, singles, pairs)

@@ -1,0 +1,57 @@
+"""The contract between the rules and the program: every predicate and value Python reads.
+
+Rule authors may add predicates freely; the names below are the ones ionm-logic itself asks
+for, so renaming one in rules/ breaks the program. `ionm-logic check` treats them as used.
+"""
+from __future__ import annotations
+
+# The fixed determination vocabulary of the output (design.md "Determinations"); a finding's
+# third argument is one of them.
+DETERMINATIONS = (
+    "not_separately_reimbursable", "requirements_not_met", "documentation_insufficient",
+    "not_medically_necessary", "insufficient_evidence", "medically_necessary",
+)
+UNDETERMINED = "undetermined"
+# Declaration roles whose rules a report shows, with the arity each must have (Case, Line, ...).
+REPORT_ARITY = {"finding": 3, "consideration": 3, "observation": 2}
+
+# Policy packs: their titles, sources, dated versions, headline precedence and case limits.
+POLICY_PACK = "policy_pack"                    # (Pack, Title)
+POLICY_PACK_SOURCE = "policy_pack_source"      # (Pack, Citation)
+POLICY_VERSION = "policy_version"              # (Pack, Version, Starts)
+POLICY_VERSION_ENDS = "policy_version_ends"    # (Pack, Version, Ends)
+PRECEDENCE = "determination_precedence"        # (Pack, Determination, Rank)
+COUNT_LIMIT = "max_concurrent_cases"           # (Pack, Count): counts missing documentation tries
+# The case fact naming the pack and version a case is decided under; a rule whose body names a
+# pack in it (applies_policy(Case, pack, _)) is gated to that pack.
+APPLIES_POLICY = "applies_policy"              # (Case, Pack, Version)
+
+# The case file's vocabulary: values a case may use are the ones these facts define.
+PROCEDURE_KINDS = "known_procedure_kind"
+REGIONS = "known_region"
+APPROACHES = "known_approach"
+INSTRUMENTATION = "known_instrumentation"
+LEVEL_RANK = "level_rank"                      # (Level, Rank): also the order of levels
+MODALITY = "modality"
+KNOWN_CODE = "known_code"
+CODE_ALLOWS_MODALITY = "code_allows_modality"  # (Code, Modality)
+
+# What reports show besides findings.
+CODE_DESCRIPTION = "code_description"          # (Code, Text)
+MODALITY_NAME = "modality_name"                # (Modality, Text)
+DISPLAY_NAME = "display_name"                  # (Constant, Text): how sentences name a constant
+LINE_MODALITY = "line_modality"                # (Case, Line, Modality)
+# The predicates whose proofs a report shows as its anatomical basis, in this order.
+BASIS_PREDICATES = ("last_cord_level", "most_cranial_operated_level", "structure_at_risk")
+# Derived predicates a decision reads besides the report rules' heads.
+REPORT_BASIS = (LINE_MODALITY,) + BASIS_PREDICATES
+
+# Predicates whose definitions count as used though no rule body names them: what the program
+# reads, and two tables the rules keep for readers (surgical_code_description, monitors).
+# COUNT_LIMIT and APPLIES_POLICY are left out: rule bodies use them.
+READ_BY_PROGRAM = frozenset({
+    POLICY_PACK, POLICY_PACK_SOURCE, POLICY_VERSION, POLICY_VERSION_ENDS, PRECEDENCE,
+    PROCEDURE_KINDS, REGIONS, APPROACHES, INSTRUMENTATION, LEVEL_RANK, MODALITY,
+    MODALITY_NAME, CODE_DESCRIPTION, CODE_ALLOWS_MODALITY, KNOWN_CODE, LINE_MODALITY,
+    *BASIS_PREDICATES, "surgical_code_description", "monitors", DISPLAY_NAME,
+})

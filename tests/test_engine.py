@@ -1,0 +1,98 @@
+"""The Engine: asserting and retracting case facts, fact deltas, and ownership by one thread."""
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from conftest import reference_case
+from ionm_logic import api
+from ionm_logic.case import parse_case
+from ionm_logic.engine.engine import Engine, EngineThreadError
+
+
+def on_thread(fn):
+    """fn() run on a new thread: ('ok', value) or ('raised', exception)."""
+    out = []
+
+    def run():
+        try:
+            out.append(("ok", fn()))
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            out.append(("raised", exc))
+
+    thread = threading.Thread(target=run, name="intruder")
+    thread.start()
+    thread.join()
+    return out[0]
+
+
+def test_case_facts_are_asked_inside_the_block_and_gone_after_it(kb):
+    with kb.case_facts([("operated_level", ("case", "L5")), ("operated_level", ("case", "S1"))]):
+        assert kb.values("most_cranial_operated_level", "case", None) == [("case", "L5")]
+    assert kb.values("operated_level", "case", None) == []
+
+
+def test_a_fact_delta_applies_within_its_block_and_is_undone_after(kb):
+    with kb.case_facts([("operated_level", ("case", "L5"))]):
+        with kb.fact_delta(add=[("operated_level", ("case", "T10"))], remove=[("operated_level", ("case", "L5"))]):
+            assert kb.values("operated_level", "case", None) == [("case", "T10")]
+        assert kb.values("operated_level", "case", None) == [("case", "L5")]
+
+
+def test_engine_work_from_another_thread_raises_a_named_error_and_never_answers(kb):
+    # Every kind of engine work: asking, a rule's table, asserting case facts.
+    rule = kb.rules[0]
+    attempts = {
+        "ask": lambda: kb.ask("level_rank", (None, 24)),
+        "values": lambda: kb.values("level_rank", "L5", None),
+        "rule_table": lambda: kb.rule_table(rule),
+        "case_facts": lambda: kb.case_facts([("operated_level", ("case", "L5"))]).__enter__(),
+        "decide": lambda: api.explain(kb, parse_case(json.dumps(reference_case()))),
+    }
+    for what, attempt in attempts.items():
+        outcome, value = on_thread(attempt)
+        assert outcome == "raised", what
+        assert isinstance(value, EngineThreadError), (what, value)
+        assert "belongs to thread" in str(value) and "intruder" in str(value)
+    # The owner is undisturbed.
+    assert kb.values("level_rank", "L5", None) == [("L5", 24)]
+
+
+def test_knowledge_base_gives_each_thread_its_own_engine_over_one_rule_set(kb):
+    outcome, theirs = on_thread(lambda: api.knowledge_base())
+    assert outcome == "ok"
+    assert theirs is not kb and theirs.ruleset is kb.ruleset
+    assert api.knowledge_base() is kb  # the same thread gets the same engine back
+
+
+def test_threads_deciding_at_once_each_get_the_single_threaded_answer(kb):
+    docs = []
+    for payer in ("commercial-reference", "cms-lcd-l34623", "anthem-cg-surg-104"):
+        doc = reference_case()
+        doc["payer"] = payer
+        docs.append(doc)
+    expected = [json.dumps(api.explain(kb, parse_case(json.dumps(d)))) for d in docs]
+
+    def decide_all(_n):
+        mine = api.knowledge_base()
+        return [json.dumps(api.explain(mine, parse_case(json.dumps(d)))) for d in docs * 2]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(decide_all, range(8)))
+    assert all(r == expected * 2 for r in results)
+
+
+def test_a_second_engine_on_the_same_thread_takes_the_thread_back_when_used(kb):
+    other = Engine(kb.ruleset)  # compiles into this thread's pyDatalog, displacing kb's clauses
+    assert other.values("level_rank", "L5", None) == [("L5", 24)]
+    # kb notices and recompiles itself before answering.
+    with kb.case_facts([("operated_level", ("case", "L5"))]):
+        assert kb.values("most_cranial_operated_level", "case", None) == [("case", "L5")]
+
+
+def test_load_reports_bad_rule_folders_as_rules_errors(tmp_path):
+    from ionm_logic.engine import RulesError
+
+    with pytest.raises(RulesError):
+        Engine.load([tmp_path / "no-such-folder"])
