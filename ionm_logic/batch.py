@@ -101,10 +101,18 @@ _WORKER = {}
 
 
 def _init_worker(options: Options) -> None:
-    from .api import knowledge_base, parse_date, tune_memory_for_many_cases
+    from .api import tune_memory_for_many_cases
+
+    use_options(options)
+    tune_memory_for_many_cases()
+
+
+def use_options(options: Options) -> None:
+    """Decide this process's next chunks under `options`, on the calling thread's engine for
+    its rules (a Dask worker's engine thread calls this per chunk; loaded rules are reused)."""
+    from .api import knowledge_base, parse_date
 
     _WORKER["kb"] = knowledge_base(options.rule_dirs)
-    tune_memory_for_many_cases()
     _WORKER["as_of"] = parse_date(options.as_of)
     _WORKER["options"] = options
 

@@ -37,29 +37,28 @@ class _Engine:
     def __init__(self):
         self.jobs = queue.Queue()
         self.loads = 0
+        self.sha256 = {}   # rule folders -> the loaded knowledge base's sha256
         self.thread = threading.Thread(target=self._serve, name="ionm-logic-engine", daemon=True)
         self.thread.start()
 
     def _serve(self):
-        from .api import knowledge_base, parse_date, tune_memory_for_many_cases
+        from .api import knowledge_base, tune_memory_for_many_cases
 
-        loaded = set()
         while True:
             work, box, done = self.jobs.get()
             try:
                 if work[0] == "load":
                     rule_dirs = work[1]
-                    if rule_dirs not in loaded:
+                    if rule_dirs not in self.sha256:
                         kb = knowledge_base(rule_dirs)
                         kb.values("level_rank", None, None)  # compiled into this thread's engine now
                         tune_memory_for_many_cases()
-                        loaded.add(rule_dirs)
+                        self.sha256[rule_dirs] = kb.sha256
                         self.loads += 1
-                    box.append(knowledge_base(rule_dirs).sha256)
+                    box.append(self.sha256[rule_dirs])
                 else:
                     options, records = work[1], work[2]
-                    batching._WORKER.update(kb=knowledge_base(options.rule_dirs), options=options,
-                                            as_of=parse_date(options.as_of))
+                    batching.use_options(options)
                     box.append(batching.decide_chunk(records))
             except BaseException as exc:  # noqa: BLE001 - handed to the task that asked, not lost here
                 box.append(exc)
@@ -124,10 +123,7 @@ def worker_state(rule_dirs: tuple = (), dask_worker=None) -> dict:
     if rule_dirs in _FAILURES:
         sha = "failed: " + _FAILURES[rule_dirs]
     elif _ENGINE and PLUGIN in dask_worker.plugins:
-        from .api import _KB_CACHE
-
-        kb = _KB_CACHE.get(tuple(str(d) for d in rule_dirs))
-        sha = kb.sha256 if kb is not None else None
+        sha = _ENGINE[0].sha256.get(rule_dirs)
     else:
         sha = None
     return {"sha256": sha, "loads": _ENGINE[0].loads if _ENGINE else 0,
