@@ -131,7 +131,7 @@ def batch(source, output, jobs, fmt, payer, as_of, lines_table, db, sql, schedul
 
     api.parse_date(as_of)
     api.knowledge_base(rule_dirs)  # bad --rules stop here, before any output
-    if source is None and db is None:
+    if source is None and db is None and sql is None:
         raise InputError([("", "give CASES.jsonl, a folder, CLAIMS.parquet, or --db FILE.duckdb")])
     table_out = bool(output) and output.lower().endswith(".parquet")
     options = batching.Options(payer=payer, as_of=as_of, rule_dirs=tuple(rule_dirs),
