@@ -89,3 +89,16 @@ def test_an_unreachable_scheduler_is_bad_input_not_a_traceback(claims):
     run = subprocess.run(CLI + ["batch", str(claims), "--dask", "tcp://127.0.0.1:9"], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 2 and "cannot reach the scheduler" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_workers_whose_rules_differ_from_the_clients_stop_the_batch_before_any_decision(cluster, claims, tmp_path):
+    address, _client = cluster
+    # A --rules folder given relative to the client's folder: the workers (started elsewhere)
+    # cannot load it, so their knowledge base is not the client's.
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "extra" / "empty.dl").write_text("% an empty rule file of the author's own\n")
+    run = subprocess.run(CLI + ["batch", str(claims), "--dask", address, "--rules", "extra"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert run.returncode == 2, run.stderr
+    assert "Dask worker tcp://" in run.stderr and "has knowledge base failed" in run.stderr
+    assert run.stdout == "" and "Traceback" not in run.stderr
