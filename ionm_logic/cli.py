@@ -125,60 +125,22 @@ def batch(source, output, jobs, fmt, payer, as_of, lines_table, db, sql, schedul
     One output record per input record: a determination, or an ionm-logic/error/v1 record for
     a case that cannot be decided (the others still run). A summary goes to standard error.
     Tables (Parquet, or DuckDB with --db) are read in the layouts of docs/tables.md."""
-    from pathlib import Path
-
     from . import batch as batching
+    from .pipeline import Pipeline
 
     api.parse_date(as_of)
     api.knowledge_base(rule_dirs)  # bad --rules stop here, before any output
-    if source is None and db is None and sql is None:
-        raise InputError([("", "give CASES.jsonl, a folder, CLAIMS.parquet, or --db FILE.duckdb")])
-    table_out = bool(output) and output.lower().endswith(".parquet")
-    options = batching.Options(payer=payer, as_of=as_of, rule_dirs=tuple(rule_dirs),
-                               fmt="none" if table_out else fmt, rows=table_out or bool(summary_page))
-    if db is not None or lines_table is not None or sql is not None or (source and Path(source).is_file()
-                                                                          and source.lower().endswith(".parquet")):
-        from . import tables
-
-        table_source = tables.source_for(source, db, sql, lines_table)
-        inputs = table_source.inputs()
-        records = tables.read_records(table_source)
-        total = lambda: tables.count_cases(table_source)  # noqa: E731
-    else:
-        path = Path(source)
-        inputs = [source]
-        records = batching.read_records(path)
-        total = lambda: batching.count_records(path)  # noqa: E731
-    observers, sink, page = [], None, None
-    if table_out:
-        from .tables import NullText, ParquetSink
-
-        sink = ParquetSink(output, inputs)
-        observers.append(sink.add)
-    if summary_page:
-        from .summary import SummaryPage
-
-        page = SummaryPage()
-        observers.append(page)
-    dispatch = client = None
-    if scheduler:
-        from . import cluster
-
-        client = cluster.connect(scheduler)
-        dispatch = cluster.dispatcher(client, options)
-    if table_out:
-        stream = NullText()
-    else:
-        stream = open(output, "w", encoding="utf-8", newline="") if output else click.get_text_stream("stdout")
+    options = batching.Options(payer=payer, as_of=as_of, rule_dirs=tuple(rule_dirs), fmt=fmt)
+    ends = Pipeline(source, output, options, db=db, sql=sql, lines=lines_table, summary_page=summary_page,
+                    scheduler=scheduler, stdout=click.get_text_stream("stdout"))
     bar = None
     done = False
     try:
         if sys.stderr.isatty():
-            bar = click.progressbar(length=total(), label="deciding", file=sys.stderr)
+            bar = click.progressbar(length=ends.total(), label="deciding", file=sys.stderr)
             bar.__enter__()
-        summary = batching.run(records, stream, options, jobs=jobs, progress=bar.update if bar else None,
-                               observers=observers, dispatch=dispatch,
-                               **({"chunk": cluster.CHUNK} if scheduler else {}))
+        summary = batching.run(ends.records, ends.stream, ends.options, jobs=jobs,
+                               progress=bar.update if bar else None, **ends.run_options())
         done = True
     except KeyboardInterrupt:
         done = True  # a Parquet output keeps the records decided so far, as a JSON-lines one does
@@ -187,14 +149,8 @@ def batch(source, output, jobs, fmt, payer, as_of, lines_table, db, sql, schedul
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
-        if output and not table_out:
-            stream.close()
-        if sink is not None:
-            sink.close(complete=done)
-        if client is not None:
-            client.close()
-    if page is not None:
-        Path(summary_page).write_text(page.render(), encoding="utf-8")
+        ends.close(done)
+    ends.finish()
     headers, rows = batching.summary_rows(summary)
     if rows:
         click.echo(tabulate(rows, headers=headers), err=True)
