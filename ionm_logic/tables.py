@@ -312,21 +312,23 @@ def _record(number, rows, case_cols, line_cols, case_table, line_table, two, Rec
     if two and first["__case_row"] is None:
         where = Where(line_table, first["__line_row"], line_table, (first["__line_row"],))
         problem = ("/services/0/case_id", f"no row of {case_table} has case_id {first['__line_case']!r}")
-        return Record(number, line_table, _problem_doc(first.get("__line_case")), where=where, problem=problem)
+        return Record(number, None, line_table, _problem_doc(first.get("__line_case")), problem=problem[1],
+                      problem_at=problem[0], cells=where)
     line_rows = tuple(r["__line_row"] for r in rows if r["__line_row"] is not None)
     flat = frozenset(c for c in FLAT_LISTS if c in case_cols and any(isinstance(v, str) for v in first[c] or ()))
     where = Where(case_table, first["__case_row"], line_table, line_rows, flat)
     if two and first["__first"] != first["__case_row"]:
-        return Record(number, case_table, _problem_doc(first[KEY]), where=where,
-                      problem=(f"/{KEY}", f"case_id {first[KEY]!r} is also on row {first['__first']} of {case_table}"))
+        return Record(number, None, case_table, _problem_doc(first[KEY]), cells=where, problem_at=f"/{KEY}",
+                      problem=f"case_id {first[KEY]!r} is also on row {first['__first']} of {case_table}")
     if not two:
         # The case columns are repeated on every line row: they must agree.
         for r in rows[1:]:
             for c in case_cols:
                 if r[c] != first[c]:
                     clash = Where(case_table, r["__case_row"], line_table, line_rows, flat)
-                    return Record(number, case_table, _problem_doc(first[KEY]), where=clash,
-                                  problem=(_pointer_of(c), f"differs from row {first['__case_row']}, the case's first row"))
+                    return Record(number, None, case_table, _problem_doc(first[KEY]), cells=clash,
+                                  problem_at=_pointer_of(c),
+                                  problem=f"differs from row {first['__case_row']}, the case's first row")
     doc = {"schema": "ionm-logic/case/v1"}
     for c in case_cols:
         _put(doc, CASE_COLUMNS[c], _value(first[c], FLAT_LISTS.get(c)))
@@ -336,7 +338,7 @@ def _record(number, rows, case_cols, line_cols, case_table, line_table, two, Rec
             continue
         services.append({k: _value(r[k]) for k in line_cols if r[k] is not None})
     doc["services"] = services
-    return Record(number, case_table, json.dumps(doc, ensure_ascii=False).encode(), where=where)
+    return Record(number, None, case_table, json.dumps(doc, ensure_ascii=False).encode(), cells=where)
 
 
 def _pointer_of(column: str) -> str:
@@ -389,7 +391,7 @@ OUTPUT_COLUMNS = (
 def line_rows(record, result: dict) -> list:
     """The output rows of a decided record: its lines with their headline, the rules that decided
     it, and the missing documentation as text."""
-    where = record.where
+    where = record.cells
     rows = []
     for line in result["lines"]:
         head = line["determination"]
@@ -425,7 +427,7 @@ _HEAD = re.compile(r"[\"'(;:]|\d")
 
 def reason(record, pointer: str, message: str) -> str:
     """An error's kind for counting: the field (a column for tables) and the message's first words."""
-    where = getattr(record, "where", None)
+    where = record.cells
     field = where.column(pointer) if where else (re.sub(r"/\d+", "/*", pointer) or "(document)")
     head = _HEAD.split(message, 1)[0].strip() or message
     return f"{field}: {head[:1].lower() + head[1:]}"
@@ -436,11 +438,14 @@ class ParquetSink:
     them into the Parquet file and moves it into place: memory stays flat, and a crash never
     leaves half a Parquet file under the target name."""
 
-    def __init__(self, target: str, inputs=()):
+    def __init__(self, target: str, identities=frozenset()):
         target_path = Path(target)
-        for given in inputs:
-            if Path(given).exists() and target_path.exists() and os.path.samefile(given, target_path):
+        try:
+            st = os.stat(target_path)
+            if (st.st_dev, st.st_ino) in identities:
                 raise InputError([("", "the output is an input file; it is never overwritten")], target)
+        except FileNotFoundError:
+            pass
         _duckdb()  # a missing extra stops the batch before any work
         self.target = target_path
         self.scratch = target_path.with_name(f".{target_path.name}.{os.getpid()}.jsonl")
@@ -479,14 +484,33 @@ def _lit(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
-class NullText:
-    """The text stream of a batch whose records go to a table sink only."""
+class NullSink:
+    """The record sink of a batch whose outcomes go to a table output only."""
 
-    def write(self, _text: str) -> None:
+    label = "the Parquet output"
+
+    def write(self, _piece: bytes) -> None:
         pass
 
-    def flush(self) -> None:
-        pass
+
+class TableSource:
+    """A table source as batch input (see batch.open_source): its records, their count, and the
+    files an output must not be."""
+
+    def __init__(self, source: Source):
+        self.source = source
+        self.name = source.lines.name
+        self.skipped = []
+        self.identities = set()
+        for given in source.inputs():
+            st = os.stat(given)
+            self.identities.add((st.st_dev, st.st_ino))
+
+    def records(self):
+        return read_records(self.source)
+
+    def count(self) -> int:
+        return count_cases(self.source)
 
 
 # --- case files as table rows (the shipped example, tests, benchmarks) ------------------------------

@@ -57,11 +57,12 @@ def test_summary_page_renders_its_charts_from_the_batch_and_is_screenshotted(pag
         assert "5 record(s): 3 decided (13 service lines), 2 error(s)." in page.locator("p.totals").inner_text()
         tips = set(page.locator("svg rect title").all_text_contents())
         # examples/tables/expected.yaml: SSEP (95938) is not medically necessary below the cord
-        # (ALIF) and in carotid surgery under the LCD, medically necessary at C5-C6.
-        assert {"95938: 2 not medically necessary", "95938: 1 medically necessary"} <= tips
+        # (ALIF), medically necessary at C5-C6 and, since revision 2 (cortical SSEP), in carotid
+        # surgery under the LCD.
+        assert {"95938: 1 not medically necessary", "95938: 2 medically necessary"} <= tips
         assert "commercial-reference: 1 documentation insufficient" in tips  # ALIF's remote time, 95941
-        assert "cms-lcd-l34623: 2 medically necessary" in tips               # carotid EEG and 95940
-        assert "CR-P1-CONCURRENT-CASES-UNDOCUMENTED: 1 documentation insufficient" in tips
+        assert "cms-lcd-l34623: 3 medically necessary" in tips               # carotid EEG, SSEP and 95940
+        assert "PACK-CONCURRENT-CASES-UNDOCUMENTED: 1 documentation insufficient" in tips
         assert {"procedure_levels: unknown vertebral level: 1", "units: input should be greater than or equal to: 1"} <= tips
         assert "monitoring_professional_concurrent_cases: 1" in tips
         shot = tmp_path / "summary.png"

@@ -133,10 +133,11 @@ def test_parquet_output_has_one_row_per_line_and_one_per_bad_record(tmp_path):
     assert {r["kb_sha256"] for r in decided} == {jsonl[0]["knowledge_base"]["sha256"]}
     by_line = {(r["case_id"], r["code"]): r for r in decided}
     remote_time = by_line[("alif-plif-l5-s1", "95941")]
-    # The headline documentation_insufficient comes from the concurrent-cases rule alone; P5's
-    # not_medically_necessary finding is on the line too but does not decide it.
-    assert remote_time["deciding_rules"] == ["CR-P1-CONCURRENT-CASES-UNDOCUMENTED"]
-    assert remote_time["finding_rules"] == ["CR-P1-CONCURRENT-CASES-UNDOCUMENTED", "CR-P5-NO-NECESSARY-MODALITY"]
+    # The headline documentation_insufficient comes from the concurrent-cases rule alone; the
+    # "no underlying modality is necessary" finding (not_medically_necessary) is on the line too
+    # but does not decide it (documentation insufficient outranks it).
+    assert remote_time["deciding_rules"] == ["PACK-CONCURRENT-CASES-UNDOCUMENTED"]
+    assert remote_time["finding_rules"] == ["PACK-CONCURRENT-CASES-UNDOCUMENTED", "PACK-TIME-NO-NECESSARY-MODALITY"]
     assert remote_time["units"] == 4 and remote_time["source_row"] == "claims.parquet#row=19"
     assert "how many cases the interpreting physician covered" in remote_time["missing_documentation"]
     assert remote_time["missing_fields"] == ["monitoring_professional_concurrent_cases"]
