@@ -9,6 +9,9 @@ thread, and threads would share the GIL).
 A run that cannot finish (interrupted, terminated, its output unwritable or closed, a worker
 killed) raises `Aborted` after the output is left holding only complete records, with what was
 written and which records were not decided.
+
+Claims tables (tables.py) come in as records that carry the table cells their values came from;
+table outputs and the summary page watch the outcomes; a Dask cluster (cluster.py) is a dispatch.
 """
 from __future__ import annotations
 
@@ -48,6 +51,8 @@ class Record:
     file: Optional[str]     # the case file (folder) or the JSON-lines file's name
     raw: bytes
     problem: Optional[str] = None  # why the record could not be read (too long, unreadable)
+    problem_at: str = ""    # the pointer that problem names (a table cell), if any
+    cells: object = None    # for table input: tables.Where, turning JSON pointers into table cells
 
     def where(self) -> str:
         return f"line {self.line}" if self.line is not None else f"file {shorten(self.file)}"
@@ -66,6 +71,7 @@ class Options:
     rule_dirs: tuple = ()
     fmt: str = "jsonl"
     detail: str = "full"    # "short": no proofs in JSON-lines records
+    rows: bool = False      # also give each outcome its table rows (a Parquet output, a summary page)
 
 
 @dataclass
@@ -75,6 +81,7 @@ class Outcome:
     tally: list = field(default_factory=list)  # (payer, code, determination) per line
     error: bool = False
     internal: bool = False
+    rows: list = field(default_factory=list)   # tables.OUTPUT_COLUMNS dicts, when Options.rows
 
 
 class Aborted(Exception):
@@ -299,10 +306,18 @@ _WORKER = {}
 
 
 def _init_worker(options: Options) -> None:
-    from .api import knowledge_base, parse_date, tune_memory_for_many_cases
+    from .api import tune_memory_for_many_cases
+
+    use_options(options)
+    tune_memory_for_many_cases()
+
+
+def use_options(options: Options) -> None:
+    """Decide this process's next chunks under `options`, on the calling thread's engine for
+    its rules (a Dask worker's engine thread calls this per chunk; loaded rules are reused)."""
+    from .api import knowledge_base, parse_date
 
     _WORKER["kb"] = knowledge_base(options.rule_dirs)
-    tune_memory_for_many_cases()
     _WORKER["as_of"] = parse_date(options.as_of)
     _WORKER["options"] = options
 
@@ -314,8 +329,9 @@ def decide_record(record: Record) -> Outcome:
         return _decide(record, options)
     except Exception as exc:  # noqa: BLE001 - one broken record must not stop the batch
         message = f"internal error: {type(exc).__name__}: {shorten(str(exc), 300)}"
-        return Outcome(record.number, _render_error(error_record(record, "", message), record, options.fmt),
-                       error=True, internal=True)
+        outcome = _error_outcome(record, [("", message)], options)
+        outcome.internal = True
+        return outcome
 
 
 def _decide(record: Record, options: Options) -> Outcome:
@@ -324,19 +340,39 @@ def _decide(record: Record, options: Options) -> Outcome:
 
     try:
         if record.problem is not None:
-            raise InputError([("", record.problem)])
+            raise InputError([(record.problem_at, record.problem)])
         inp = parse_input(record.raw, _WORKER["kb"], payer_given=options.payer is not None)
         result = explain_input(_WORKER["kb"], inp, payer=options.payer, as_of=_WORKER["as_of"],
                                proofs=options.detail == "full").document
+        if record.cells is not None:
+            result = record.cells.relocate(result)
     except InputError as exc:
-        first = exc.first()
-        message = "; ".join(f"{p or '(document)'}: {m}" for p, m in exc.problems) if len(exc.problems) > 1 else first["message"]
-        return Outcome(record.number, _render_error(error_record(record, first["pointer"], message), record, options.fmt),
-                       error=True)
+        return _error_outcome(record, exc.problems, options)
     if options.detail != "full":
         _drop_proofs(result)
     tally = [(result["payer"], line["code"], line["determination"]) for line in result["lines"]]
-    return Outcome(record.number, _render_result(record, inp.case, result, options.fmt), tally)
+    outcome = Outcome(record.number, _render_result(record, inp.case, result, options.fmt), tally)
+    if options.rows:
+        from .tables import line_rows
+
+        outcome.rows = line_rows(record, result)
+    return outcome
+
+
+def _error_outcome(record: Record, problems: list, options: Options) -> Outcome:
+    """An error record for `problems`, its pointers in table terms for table input."""
+    cells = record.cells or (lambda p: p)
+    ptr, msg = problems[0]
+    message = "; ".join(f"{cells(p) if p or record.cells else '(document)'}: {m}" for p, m in problems) \
+        if len(problems) > 1 else msg
+    error = error_record(record, cells(ptr), message)
+    outcome = Outcome(record.number, _render_error(error, record, options.fmt), error=True)
+    if options.rows:
+        from .tables import error_row, reason
+
+        outcome.rows = [error_row(record, error["case_id"], error["error"]["pointer"], message,
+                                  reason(record, ptr, msg))]
+    return outcome
 
 
 def _drop_proofs(result: dict) -> None:
@@ -348,6 +384,8 @@ def _drop_proofs(result: dict) -> None:
 
 
 def _render_result(record: Record, case, result: dict, fmt: str) -> bytes:
+    if fmt == "none":
+        return b""
     if fmt == "jsonl":
         return _json_line(dict(result, source=record.source()))
     rows = []
@@ -361,6 +399,8 @@ def _render_result(record: Record, case, result: dict, fmt: str) -> bytes:
 
 
 def _render_error(error: dict, record: Record, fmt: str) -> bytes:
+    if fmt == "none":
+        return b""
     if fmt == "jsonl":
         return _json_line(error)
     return _csv([_row(record, case_id=error["case_id"] or "", determination="error",
@@ -422,6 +462,7 @@ class Summary:
     errors: int = 0
     internal: int = 0
     tally: Counter = field(default_factory=Counter)
+    observers: list = field(default_factory=list)  # called with each outcome, in output order
 
 
 class _Writer:
@@ -438,18 +479,23 @@ class _Writer:
             self.summary.errors += outcome.error
             self.summary.internal += outcome.internal
             self.summary.tally.update(outcome.tally)
+            for observe in self.summary.observers:
+                observe(outcome)
         if self.progress is not None:
             self.progress(len(outcomes))
 
 
 def run(records: Iterator[Record], sink: Sink, options: Options, jobs: int = 1, chunk: int = 16,
-        progress=None) -> Summary:
+        progress=None, observers=(), dispatch=None) -> Summary:
     """Decide every record and write each output record in input order; `progress(n)` is called
     after each chunk of n records is written. Raises Aborted when the run cannot finish.
 
     With several jobs, chunks go to worker processes, one chunk per worker at a time and at most
-    a few per worker ahead of the writer: memory stays bounded by the chunks in flight."""
-    summary = Summary()
+    a few per worker ahead of the writer: memory stays bounded by the chunks in flight.
+
+    `observers` (a Parquet output, a summary page) see each outcome in output order; `dispatch`,
+    given the chunks, yields their outcome lists in order from elsewhere (a Dask cluster)."""
+    summary = Summary(observers=list(observers))
     writer = _Writer(sink, summary, progress)
     pending = _Pending()
     handlers = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -457,7 +503,10 @@ def run(records: Iterator[Record], sink: Sink, options: Options, jobs: int = 1, 
         if options.fmt == "csv":
             with _signals_held():
                 sink.write(csv_header())
-        if jobs <= 1:
+        if dispatch is not None:
+            for outcomes in dispatch(_chunks(records, chunk)):
+                writer.write(outcomes)
+        elif jobs <= 1:
             _init_worker(options)
             for part in _chunks(records, chunk):
                 pending.current = part

@@ -111,8 +111,11 @@ def diff(case_file, payers, dates, fmt, rule_dirs):
 
 
 @main.command()
-@click.argument("source", metavar="CASES.jsonl|DIR|-", type=click.Path(exists=True, allow_dash=True))
-@click.option("-o", "--output", metavar="OUT", help="Write records here instead of standard output (never the input).")
+@click.argument("source", metavar="CASES.jsonl|DIR|-|CLAIMS.parquet", required=False,
+                type=click.Path(exists=True, allow_dash=True))
+@click.option("-o", "--output", metavar="OUT",
+              help="Write records here instead of standard output (never the input); a .parquet name writes "
+                   "one row per service line.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Worker processes (output is the same for any number).")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
@@ -121,8 +124,17 @@ def diff(case_file, payers, dates, fmt, rule_dirs):
                    "citations); CSV never holds proofs.")
 @click.option("--payer", help="Policy pack for every case (overrides each case's payer).")
 @click.option("--as-of", help="Decide every case under the version in force on this date.")
+@click.option("--lines", "lines_table", type=click.Path(exists=True), metavar="LINES.parquet",
+              help="The line table, when CLAIMS.parquet is a case table (one row per case).")
+@click.option("--db", type=click.Path(exists=True), metavar="FILE.duckdb",
+              help="Read a DuckDB database: --sql's result as a line table, or else its tables cases and lines.")
+@click.option("--sql", metavar="QUERY", help="With --db: a SELECT giving one row per service line.")
+@click.option("--dask", "scheduler", metavar="ADDRESS",
+              help="Decide on the Dask cluster at this scheduler address (tcp://host:8786) instead of --jobs.")
+@click.option("--summary", "summary_page", type=click.Path(), metavar="SUMMARY.html",
+              help="Also write a self-contained page of charts: headlines, errors, missing documentation.")
 @RULES_OPTION
-def batch(source, output, jobs, fmt, detail, payer, as_of, rule_dirs):
+def batch(source, output, jobs, fmt, detail, payer, as_of, lines_table, db, sql, scheduler, summary_page, rule_dirs):
     """Decide every case of a JSON-lines file (- for standard input) or a folder of case files
     (*.json, any case), in order.
 
@@ -135,21 +147,28 @@ def batch(source, output, jobs, fmt, detail, payer, as_of, rule_dirs):
     error record says which case) or a worker process that died; 2 bad options, an unreadable
     input or an output that cannot be written (a missing folder, a directory, a full disk);
     128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM, 141 the reader of the output went away).
-    A run that stops early leaves only complete records and says which were not decided."""
+    A run that stops early leaves only complete records and says which were not decided.
+
+    Claims tables (Parquet, or DuckDB with --db) are read in the layouts of docs/tables.md."""
     from . import batch as batching
+    from .pipeline import Pipeline
 
     api.parse_date(as_of)
     kb = api.knowledge_base(rule_dirs)  # bad --rules stop here, before any output
     api.check_payer(kb, payer)
-    inputs = batching.open_source(source)
+    options = batching.Options(payer=payer, as_of=as_of, rule_dirs=tuple(rule_dirs), fmt=fmt, detail=detail)
+    ends = Pipeline(source, output, options, db=db, sql=sql, lines=lines_table, summary_page=summary_page,
+                    scheduler=scheduler)
+    inputs = ends.inputs
     try:
-        sink, close = batching.open_output(output, inputs)
+        sink = ends.open_output()
     except ValueError as exc:
+        ends.close(False)
         if output is None:
             raise InputError([("", str(exc))]) from None
         raise click.BadParameter(str(exc), param_hint="'-o' / '--output'") from None
-    options = batching.Options(payer=payer, as_of=as_of, rule_dirs=tuple(rule_dirs), fmt=fmt, detail=detail)
     bar = None
+    done = False
     # The bar shares a terminal with the records only if they go to standard output there.
     if sys.stderr.isatty() and (output is not None or not sys.stdout.isatty()):
         total = inputs.count()
@@ -157,8 +176,11 @@ def batch(source, output, jobs, fmt, detail, payer, as_of, rule_dirs):
             bar = click.progressbar(length=total, label="deciding", file=sys.stderr)
             bar.__enter__()
     try:
-        summary = batching.run(inputs.records(), sink, options, jobs=jobs, progress=bar.update if bar else None)
+        summary = batching.run(inputs.records(), sink, ends.options, jobs=jobs, progress=bar.update if bar else None,
+                               **ends.run_options())
+        done = True
     except batching.Aborted as exc:
+        done = True  # a Parquet output keeps the records decided so far, as a JSON-lines one does
         if bar is not None:
             click.echo("", err=True)
         click.echo(f"error: {exc}", err=True)
@@ -168,7 +190,8 @@ def batch(source, output, jobs, fmt, detail, payer, as_of, rule_dirs):
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
-        close()
+        ends.close(done)
+    ends.finish()
     headers, rows = batching.summary_rows(summary)
     if rows:
         click.echo(tabulate(rows, headers=headers), err=True)

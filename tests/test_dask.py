@@ -1,0 +1,104 @@
+"""Batch on a real Dask cluster (a LocalCluster of two single-threaded worker processes): the same
+bytes as --jobs 1, records in input order, rules loaded once per worker on one engine thread."""
+import json
+import subprocess
+import sys
+
+import duckdb
+import pytest
+
+from conftest import ROOT
+
+distributed = pytest.importorskip("distributed", reason="the [dask] extra is part of [test]: pip install '.[test]'")
+
+from ionm_logic.cluster import decide_on_dask, worker_state  # noqa: E402
+
+CLI = [sys.executable, "-m", "ionm_logic"]
+GENERATE = ROOT / "benchmarks" / "generate_cases.py"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=40) as local:
+        with distributed.Client(local) as client:
+            yield local.scheduler_address, client
+
+
+@pytest.fixture(scope="module")
+def claims(tmp_path_factory):
+    path = tmp_path_factory.mktemp("dask") / "claims.jsonl"
+    subprocess.run([sys.executable, str(GENERATE), "400", str(path), "--bad", "3", "--seed", "99"], check=True)
+    return path
+
+
+def test_a_dask_batch_writes_the_same_bytes_as_jobs_1_and_loads_the_rules_once_per_worker(cluster, claims, tmp_path):
+    address, client = cluster
+    one = tmp_path / "one.jsonl"
+    subprocess.run(CLI + ["batch", str(claims), "-o", str(one), "--jobs", "1"], check=True, capture_output=True)
+    for attempt in (1, 2):
+        on_dask = tmp_path / f"dask{attempt}.jsonl"
+        run = subprocess.run(CLI + ["batch", str(claims), "-o", str(on_dask), "--dask", address],
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        assert "403 record(s), 400 decided, 3 error(s)" in run.stderr
+        assert on_dask.read_bytes() == one.read_bytes()
+    states = client.run(worker_state, ())
+    assert len(states) == 2
+    for state in states.values():
+        # Two batches (and, in the other tests, other options): each worker process loaded the
+        # shipped rules once, on its one engine thread.
+        assert state["loads"] == 1 and state["engine_thread"] is not None
+        assert state["sha256"] == json.loads(one.read_text().splitlines()[0])["knowledge_base"]["sha256"]
+
+
+def test_a_parquet_table_on_dask_gives_the_rows_jobs_1_gives(cluster, tmp_path):
+    address, _client = cluster
+    tables = ROOT / "examples" / "tables"
+    outputs = {}
+    for label, extra in (("one", ["--jobs", "1"]), ("dask", ["--dask", address])):
+        target = tmp_path / f"{label}.parquet"
+        run = subprocess.run(CLI + ["batch", "claims.parquet", "-o", str(target), *extra], cwd=tables,
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        outputs[label] = duckdb.sql(f"SELECT * FROM read_parquet('{target}')").fetchall()
+    assert outputs["dask"] == outputs["one"] and len(outputs["one"]) == 15
+    # Other options (table rows, no text) reuse the loaded rules: still one load per worker.
+    assert [s["loads"] for s in _client.run(worker_state, ()).values()] == [1, 1]
+
+
+def test_the_notebook_function_returns_what_batch_writes_in_input_order(cluster, claims):
+    _address, client = cluster
+    lines = claims.read_text().splitlines()[:140]  # one bad line among them
+    expected = subprocess.run(CLI + ["batch", str(_write(claims, lines))], capture_output=True, text=True,
+                              check=True).stdout
+    assert '"ionm-logic/error/v1"' in expected
+    cases = [json.loads(line) if line.startswith("{") and line.endswith("}") else line for line in lines]
+    got = decide_on_dask(cases, client)
+    assert [json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in got] == expected.splitlines()
+    assert [r.get("case_id") for r in got][:3] == [json.loads(lines[i]).get("case_id") for i in range(3)]
+
+
+def _write(claims, lines):
+    path = claims.with_name("first140.jsonl")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_an_unreachable_scheduler_is_bad_input_not_a_traceback(claims):
+    run = subprocess.run(CLI + ["batch", str(claims), "--dask", "tcp://127.0.0.1:9"], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 2 and "cannot reach the scheduler" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_workers_whose_rules_differ_from_the_clients_stop_the_batch_before_any_decision(cluster, claims, tmp_path):
+    address, _client = cluster
+    # A --rules folder given relative to the client's folder: the workers (started elsewhere)
+    # cannot load it, so their knowledge base is not the client's.
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "extra" / "empty.dl").write_text("% an empty rule file of the author's own\n")
+    run = subprocess.run(CLI + ["batch", str(claims), "--dask", address, "--rules", "extra"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert run.returncode == 2, run.stderr
+    assert "Dask worker tcp://" in run.stderr and "has knowledge base failed" in run.stderr
+    assert run.stdout == "" and "Traceback" not in run.stderr
