@@ -196,7 +196,7 @@ def decide_on_dask(cases: Iterable, client, *, payer: Optional[str] = None, as_o
     client = connect(client) if own else client
     try:
         options = Options(payer=payer, as_of=as_of, rule_dirs=tuple(str(d) for d in rule_dirs))
-        records = (Record(n, None, _raw(case)) for n, case in enumerate(cases, 1))
+        records = (Record(n, None, "<notebook>", _raw(case)) for n, case in enumerate(cases, 1))
         out = _Lines()
         run(records, out, options, chunk=CHUNK, dispatch=dispatcher(client, options))
         return [json.loads(text) for text in out.lines]
@@ -217,8 +217,7 @@ class _Lines:
     def __init__(self):
         self.lines = []
 
-    def write(self, text: str) -> None:
-        self.lines.extend(text.splitlines())
+    label = "the notebook's list"
 
-    def flush(self) -> None:
-        pass
+    def write(self, piece: bytes) -> None:
+        self.lines.extend(piece.decode("utf-8").splitlines())

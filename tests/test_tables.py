@@ -338,4 +338,4 @@ def test_a_case_written_as_table_rows_reads_back_as_the_same_case(tmp_path, doc)
     # Diagnosis texts are display-only and a code list does not carry them.
     plain = {**doc, "diagnoses": [{"code": d["code"]} for d in doc["diagnoses"]]}
     assert parse_case(record.raw) == parse_case(json.dumps(plain))
-    assert record.where("/services/0/code") == f"{path}#row=0/column=code"
+    assert record.cells("/services/0/code") == f"{path}#row=0/column=code"
