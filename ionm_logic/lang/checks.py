@@ -125,8 +125,10 @@ def _check_clauses(files, decls, citations, problems):
                 problems.append(Problem(rf.path, rule.line, "error", "rule has no @rule id"))
             elif rule.id in rule_ids:
                 first = rule_ids[rule.id]
+                # Blame the later rule: files load shipped first, so that is the author's new one.
                 problems.append(Problem(rf.path, rule.line, "error",
-                                        f"rule id {rule.id} is used again (first at {first[0]}:{first[1]})"))
+                                        f"rule id {rule.id} is already the id of the rule at {first[0]}:{first[1]}; "
+                                        "give this rule an id of its own"))
             else:
                 rule_ids[rule.id] = (rf.path, rule.line)
             if not rule.template:
