@@ -13,6 +13,9 @@ from .case import json_schema
 from .engine import RulesError
 from .errors import InputError
 
+# `test`'s status when golden cases did not all pass: 1 is kept for internal errors, 2 for bad input.
+TESTS_FAILED = 3
+
 RULES_OPTION = click.option("--rules", "rule_dirs", multiple=True, type=click.Path(),
                             help="A folder of your own rule files, loaded after the shipped ones (repeatable).")
 
@@ -196,7 +199,11 @@ def check(fmt, rule_dirs):
 @click.argument("files", nargs=-1, type=click.Path())
 @RULES_OPTION
 def test(files, rule_dirs):
-    """Run golden cases: the shipped packs', each --rules folder's tests/, and FILES."""
+    """Run golden cases: the shipped packs', each --rules folder's tests/, and FILES.
+
+    Exit status: 0 every golden case passed; 3 a case failed, or a golden file or case could
+    not be run (each is reported, the others still run); 2 bad input (rule files with errors,
+    a FILE that does not exist); 1 internal error."""
     from pathlib import Path
 
     from .engine import shipped_rules_dir
@@ -222,7 +229,7 @@ def test(files, rule_dirs):
         click.echo(f"  not exercised: {rule.id} ({rule.file}:{rule.line})")
     failed = len(result.failed) + len(result.errors)
     click.echo(f"{result.passed} passed, {failed} failed")
-    sys.exit(1 if failed or not result.passed else 0)
+    sys.exit(TESTS_FAILED if failed or not result.passed else 0)
 
 
 @main.command()
