@@ -74,7 +74,9 @@ def explain(case_file, payer, as_of, fmt, detail, line_code, why_not_target, rul
         report = api.why_not(kb, case, why_not_target, payer=payer, as_of=day, source=case_file)
         click.echo(api.to_json(report) if fmt == "json" else render_why_not(report), nl=False)
         return
-    decision = api.explain_case(kb, case, payer=payer, as_of=day, source=case_file)
+    from .engine.limits import within_time_limit  # a decision that never finishes ends, exit 2
+
+    decision = within_time_limit(api.explain_case, kb, case, payer=payer, as_of=day, source=case_file)
     click.echo(api.render_decision(decision, fmt, detail, line_code), nl=False)
 
 

@@ -31,6 +31,7 @@ import yaml
 
 from .api import exercised_rules, explain_case
 from .case import parse_case
+from .engine.limits import within_time_limit
 from .errors import InputError
 
 GOLDEN_SUFFIXES = (".yaml", ".yml", ".json")
@@ -101,7 +102,15 @@ def _entry_problems(entry: dict) -> list:
     return problems
 
 
-def load_golden(path: Path) -> tuple:
+def load_golden(path: Path) -> list:
+    """The golden cases in one file; InputError naming every case that cannot be run."""
+    goldens, errors = read_golden(path)
+    if errors:
+        raise InputError([("", f"{e.name}: {e.message}" if e.name else e.message) for e in errors], str(path))
+    return goldens
+
+
+def read_golden(path: Path) -> tuple:
     """(golden cases, GoldenErrors) of one file. Each case stands alone: a misspelt key or a
     missing case file is an error of that case, and the file's other cases still run."""
     try:
@@ -249,12 +258,13 @@ def run_suite(kb, files: list) -> SuiteResult:
     crash, and never stops the other cases."""
     out = SuiteResult()
     for path in files:
-        goldens, errors = load_golden(Path(path))
+        goldens, errors = read_golden(Path(path))
         for error in errors:
             out.errors.append((error.file, f"{error.name}: {error.message}" if error.name else error.message))
         for golden in goldens:
             try:
-                _result, failures, exercised = run_golden(kb, golden)
+                # Under the decision time limit: a case the rules never finish is an error of its own.
+                _result, failures, exercised = within_time_limit(run_golden, kb, golden)
             except InputError as exc:
                 out.errors.append((golden.file, f"{golden.name}: {exc.render()}"))
                 continue
