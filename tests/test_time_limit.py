@@ -84,3 +84,11 @@ def test_a_golden_case_that_never_finishes_is_an_error_of_its_own_and_the_next_c
     assert result.passed == 1
     assert len(result.errors) == 1 and "two operated levels" in result.errors[0][1]
     assert "did not finish within 2 s" in result.errors[0][1]
+
+
+def test_an_internal_error_inside_the_limited_work_keeps_its_type(kb):
+    def fails():
+        raise TypeError("'>' not supported between instances of 'str' and 'int'")
+
+    with pytest.raises(TypeError, match="not supported"):
+        within_time_limit(fails, seconds=30)

@@ -70,7 +70,12 @@ def _encode_outcome(fn, args, kwargs) -> bytes:
     except InputError as exc:
         return pickle.dumps(("input", exc.problems, exc.source))
     except BaseException as exc:  # noqa: BLE001 - carried to the parent, which raises it
-        return pickle.dumps(("internal", type(exc).__name__, str(exc)))
+        try:  # the error itself, when it survives the trip; its name and message otherwise
+            payload = pickle.dumps(("raise", exc.with_traceback(None)))
+            pickle.loads(payload)
+            return payload
+        except Exception:  # noqa: BLE001
+            return pickle.dumps(("internal", type(exc).__name__, str(exc)))
 
 
 def within_time_limit(fn: Callable, *args, seconds: Optional[float] = None, **kwargs):
@@ -142,6 +147,6 @@ def _decode_outcome(payload: bytes):
         raise RulesError(outcome[1])
     if kind == "input":
         raise InputError(outcome[1], outcome[2])
-    if outcome[1] == "KeyboardInterrupt":
-        raise KeyboardInterrupt
+    if kind == "raise":
+        raise outcome[1]
     raise RuntimeError(f"{outcome[1]}: {outcome[2]}")

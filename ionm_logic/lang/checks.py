@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from .contract import (APPLIES_POLICY, DETERMINATIONS, POLICY_PACK, POLICY_VERSION, POLICY_VERSION_ENDS, PRECEDENCE,
                        READ_BY_PROGRAM, REPORT_ARITY)
 from .graph import dependency_edges, reachable
-from .objects import (ROLES, Comparison, Const, Literal, Var, is_anonymous, is_reserved_variable, shown_variable,
-                      template_slots)
+from .objects import (ROLES, Comparison, Const, Literal, Var, is_anonymous, shown_variable, template_slots)
 
 # The longest chain of predicates, each derived from the next, that a rule set may have: the
 # engine evaluates a chain by recursion, and a chain past this depth would end in Python's
@@ -146,10 +145,6 @@ def _check_clauses(files, decls, citations, problems):
                 if isinstance(item, Literal):
                     _check_atom(item.atom, rf.path, decls, problems, "predicate")
             _check_safety(rule, label, rf.path, problems)
-            for name in sorted({v for v in rule.variables() if is_reserved_variable(v)}):
-                problems.append(Problem(rf.path, rule.line, "error",
-                                        f"{label}: variable {name}: names starting with '_' are reserved ('_' alone "
-                                        "is the anonymous variable)"))
             variables = set(rule.variables())
             for slot in template_slots(rule.template or ""):
                 if slot not in variables:
