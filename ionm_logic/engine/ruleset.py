@@ -56,7 +56,7 @@ def shipped_rules_dir() -> Path:
 
 # Suffixes of files that look like rule files but are not read: saying so beats ignoring a
 # file its author thinks is loaded.
-_LOOKALIKE_SUFFIXES = {".pl", ".pro", ".prolog", ".lp", ".datalog", ".dlog", ".dl.txt", ".rules"}
+_LOOKALIKE_SUFFIXES = {".pl", ".pro", ".prolog", ".lp", ".datalog", ".dlog", ".rules"}
 
 
 def rule_files(folder: Path, shown_as: Optional[str], problems: Optional[list] = None) -> list:
