@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .contract import (APPLIES_POLICY, DETERMINATIONS, POLICY_PACK, POLICY_VERSION, POLICY_VERSION_ENDS, PRECEDENCE,
-                       READ_BY_PROGRAM, REPORT_ARITY)
+from .contract import (APPLIES_POLICY, DETERMINATIONS, POLICY_PACK, POLICY_PACK_SOURCE, POLICY_VERSION,
+                       POLICY_VERSION_ENDS, PRECEDENCE, READ_BY_PROGRAM, REPORT_ARITY)
 from .graph import dependency_edges, reachable
+from .unify import bind, ground
 from .objects import (ROLES, Comparison, Const, Literal, Var, is_anonymous, shown_variable, template_slots)
 
 # The longest chain of predicates, each derived from the next, that a rule set may have: the
@@ -276,7 +277,8 @@ def _check_packs(files, problems):
     facts = [(rf, f) for rf in files for f in rf.facts]
 
     def rows(pred):
-        return [(rf, f, tuple(a.value for a in f.atom.args)) for rf, f in facts if f.atom.pred == pred]
+        found = [(rf, f, tuple(a.value for a in f.atom.args)) for rf, f in facts if f.atom.pred == pred]
+        return found + _rows_joined_from_facts(files, facts, pred)
 
     packs = {v[0]: (rf, f) for rf, f, v in rows(POLICY_PACK)}
     ranks = {}
@@ -319,6 +321,28 @@ def _check_packs(files, problems):
                                             f"{pack}: version {v} ends {end[0]}, overlapping version {nxt[1]} from {nxt[2]}"))
 
 
+def _rows_joined_from_facts(files, facts, pred) -> list:
+    """Tuples of `pred` that rules derive from facts alone (positive literals over predicates
+    defined only by facts, e.g. a precedence written once and named by each pack): the rule's
+    file and line stand for where each tuple is written."""
+    ruled = {rule.head.pred for rf in files for rule in rf.rules}
+    by_pred = {}
+    for _rf, f in facts:
+        by_pred.setdefault(f.atom.pred, []).append(tuple(a.value for a in f.atom.args))
+    out = []
+    for rf in files:
+        for rule in rf.rules:
+            if rule.head.pred != pred or not all(isinstance(i, Literal) and not i.negated
+                                                 and i.atom.pred not in ruled for i in rule.body):
+                continue
+            envs = [{}]
+            for item in rule.body:
+                envs = [e for env in envs for values in by_pred.get(item.atom.pred, ())
+                        for e in [bind(item.atom.args, values, env)] if e is not None]
+            out += [(rf, rule, ground(rule.head.args, env)) for env in envs]
+    return out
+
+
 def _iso(text) -> bool:
     import datetime
 
@@ -329,11 +353,19 @@ def _iso(text) -> bool:
         return False
 
 
+# Predicates that hold for every pack: naming the pack variable in one of them switches nothing.
+_EVERY_PACK = frozenset({POLICY_PACK, POLICY_PACK_SOURCE, POLICY_VERSION, POLICY_VERSION_ENDS, PRECEDENCE})
+
+
 def _check_gates(files, decls, problems):
-    """Every finding rule is gated to one pack, applies_policy(Case, "<pack id>", Version), and
-    the gate names a pack and, when it names one, a version that exist: an ungated finding
-    would decide the lines of every other payer, and a gate naming nothing that exists never
-    opens."""
+    """Every finding rule is gated to the packs it belongs to, and every gate can open.
+
+    A gate is applies_policy(Case, "<pack id>", Version), or applies_policy(Case, Pack, Version)
+    with Pack also in a positive literal of a pack switch: a predicate no case fact reaches whose
+    facts name the packs that turn the shared rule on (pack_requires_real_time(Pack)). An
+    ungated finding would decide the lines of every other payer. A gate naming a pack no
+    policy_pack declares, or a version the pack does not declare, and a switch fact naming an
+    undeclared pack, would never open."""
     packs, versions = set(), {}
     for rf in files:
         for fact in rf.facts:
@@ -342,18 +374,28 @@ def _check_gates(files, decls, problems):
                 packs.add(values[0])
             elif fact.atom.pred == POLICY_VERSION and len(values) >= 2:
                 versions.setdefault(values[0], set()).add(values[1])
+    dependent = case_dependent(files, decls)
+    switches = set()  # (predicate, argument position) of pack switches
     for rf in files:
         for rule in rf.rules:
             decl = decls.get(rule.head.pred)
             label = rule.id or f"the rule at line {rule.line}"
             gates = [i.atom for i in rule.body if isinstance(i, Literal) and not i.negated
                      and i.atom.pred == APPLIES_POLICY and len(i.atom.args) == 3]
-            if decl is not None and decl.role == "finding":
-                if not any(isinstance(g.args[1], Const) for g in gates):
-                    problems.append(Problem(rf.path, rule.line, "error",
-                                            f"{label} concludes a finding but is not gated to a pack: its body must "
-                                            f"include applies_policy(Case, \"<pack id>\", Version), or it decides "
-                                            "the lines of every payer"))
+            gated = any(isinstance(g.args[1], Const) for g in gates)
+            for gate in gates:
+                if isinstance(gate.args[1], Var):
+                    found = [(i.atom.pred, n) for i in rule.body if isinstance(i, Literal) and not i.negated
+                             and i.atom.pred not in dependent and i.atom.pred not in _EVERY_PACK
+                             for n, a in enumerate(i.atom.args) if a == gate.args[1]]
+                    switches.update(found)
+                    gated = gated or bool(found)
+            if decl is not None and decl.role == "finding" and not gated:
+                problems.append(Problem(rf.path, rule.line, "error",
+                                        f"{label} concludes a finding but is not gated to a pack: its body must "
+                                        f"include applies_policy(Case, \"<pack id>\", Version), or applies_policy("
+                                        "Case, Pack, Version) with Pack in a pack switch such as "
+                                        "pack_requires_real_time(Pack); ungated, it decides the lines of every payer"))
             for gate in gates:
                 pack, version = gate.args[1], gate.args[2]
                 if not isinstance(pack, Const):
@@ -368,6 +410,15 @@ def _check_gates(files, decls, problems):
                                             f"{label}: applies_policy names version {version.value!r} of "
                                             f"{pack.value}, which declares no such version (declared: {declared}), "
                                             "so the rule can never apply"))
+    for rf in files:
+        for fact in rf.facts:
+            for pred, n in switches:
+                if fact.atom.pred == pred and n < len(fact.atom.args):
+                    value = fact.atom.args[n]
+                    if isinstance(value, Const) and value.value not in packs:
+                        problems.append(Problem(rf.path, fact.line, "error",
+                                                f"{pred} switches rules on for pack {value.value!r}, which no "
+                                                "policy_pack declares"))
 
 
 def _recursive_components(files) -> dict:
