@@ -55,7 +55,7 @@ class Golden:
 CASE_KEYS = ("name", "case", "payer", "as_of", "why", "expect")
 EXPECT_KEYS = ("overall", "lines", "observations", "not_observations")
 LINE_KEYS = ("code", "line", "determination", "rules", "not_rules", "considerations", "not_considerations",
-             "missing", "phrases")
+             "missing", "phrases", "reason")
 
 
 @dataclass
