@@ -32,6 +32,7 @@ import yaml
 
 from .api import exercised_rules, explain_case
 from .case import parse_case
+from .engine.limits import within_time_limit
 from .errors import InputError
 
 GOLDEN_SUFFIXES = (".yaml", ".yml", ".json")
@@ -49,44 +50,129 @@ class Golden:
     case_file: str = None  # where the case came from, when it is not inline
 
 
-def load_golden(path: Path) -> list:
-    """The golden cases in one file."""
-    text = path.read_text(encoding="utf-8")
-    try:
-        doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise InputError([("", f"not a valid golden file: {exc}")], str(path)) from None
-    entries = doc if isinstance(doc, list) else [doc]
+# The keys a golden case, its expect block and a line's expectation may have: anything else is a
+# misspelling (`determinaton:`) that would silently test nothing, so it is an error.
+CASE_KEYS = ("name", "case", "payer", "as_of", "why", "expect")
+EXPECT_KEYS = ("overall", "lines", "observations", "not_observations")
+LINE_KEYS = ("code", "line", "determination", "rules", "not_rules", "considerations", "not_considerations",
+             "missing", "phrases", "reason")
+
+
+@dataclass
+class GoldenError:
+    """A golden case (or a whole golden file) that cannot be run, with the reason."""
+    file: str
+    name: str  # the case's name, or "" for the whole file
+    message: str
+
+
+def _unknown_keys(mapping: dict, known: tuple, where: str) -> list:
+    import difflib
+
     out = []
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, dict) or "name" not in entry or "case" not in entry or "expect" not in entry:
-            raise InputError([(f"/{i}" if isinstance(doc, list) else "",
-                               "a golden case needs name, case and expect")], str(path))
-        case = entry["case"]
-        case_path = None
-        if isinstance(case, str):
-            case_path = (path.parent / case).resolve()
-            try:
-                case = json.loads(case_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise InputError([("/case", f"cannot read case file {case}: {exc}")], str(path)) from None
-        as_of = entry.get("as_of")
-        if isinstance(as_of, str):
-            as_of = datetime.date.fromisoformat(as_of)
-        out.append(Golden(entry["name"], str(path), case, entry.get("payer"), as_of, entry.get("why", ""),
-                          entry["expect"], str(case_path) if case_path else None))
+    for key in mapping:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else f" (known: {', '.join(known)})"
+            out.append(f"{where}: unknown key {key!r}{hint}")
     return out
 
 
+def _entry_problems(entry: dict) -> list:
+    """What is wrong with one golden case's keys and their types, in words."""
+    problems = _unknown_keys(entry, CASE_KEYS, "case")
+    for key in ("name", "case", "expect"):
+        if key not in entry:
+            problems.append(f"a golden case needs {key}")
+    expect = entry.get("expect")
+    if "expect" in entry and not isinstance(expect, dict):
+        problems.append("expect: must be a mapping")
+    elif isinstance(expect, dict):
+        problems += _unknown_keys(expect, EXPECT_KEYS, "expect")
+        lines = expect.get("lines", [])
+        if not isinstance(lines, list):
+            problems.append("expect/lines: must be a list")
+        else:
+            for i, spec in enumerate(lines):
+                if not isinstance(spec, dict):
+                    problems.append(f"expect/lines/{i}: must be a mapping")
+                    continue
+                problems += _unknown_keys(spec, LINE_KEYS, f"expect/lines/{i}")
+                if "code" not in spec and "line" not in spec:
+                    problems.append(f"expect/lines/{i}: needs code or line")
+    return problems
+
+
+def load_golden(path: Path) -> list:
+    """The golden cases in one file; InputError naming every case that cannot be run."""
+    goldens, errors = read_golden(path)
+    if errors:
+        raise InputError([("", f"{e.name}: {e.message}" if e.name else e.message) for e in errors], str(path))
+    return goldens
+
+
+def read_golden(path: Path) -> tuple:
+    """(golden cases, GoldenErrors) of one file. Each case stands alone: a misspelt key or a
+    missing case file is an error of that case, and the file's other cases still run."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return [], [GoldenError(str(path), "", f"not UTF-8 text: byte at offset {exc.start} (golden files are UTF-8)")]
+    except OSError as exc:
+        return [], [GoldenError(str(path), "", f"cannot read the file: {exc.strerror or exc}")]
+    try:
+        doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError, RecursionError) as exc:
+        return [], [GoldenError(str(path), "", f"not a valid golden file: {exc}")]
+    entries = doc if isinstance(doc, list) else [doc]
+    out, errors = [], []
+    for i, entry in enumerate(entries):
+        label = f"case {i + 1}" if isinstance(doc, list) else "the case"
+        if not isinstance(entry, dict):
+            errors.append(GoldenError(str(path), label, "a golden case is a mapping with name, case and expect"))
+            continue
+        name = str(entry.get("name") or label)
+        problems = _entry_problems(entry)
+        case, case_path = entry.get("case"), None
+        if not problems and isinstance(case, str):
+            case_path = (path.parent / case).resolve()
+            try:
+                case = json.loads(case_path.read_bytes().decode("utf-8"))
+            except (OSError, ValueError) as exc:
+                problems.append(f"cannot read case file {case}: {getattr(exc, 'strerror', None) or exc}")
+        elif not problems and not isinstance(case, dict):
+            problems.append("case: must be a case object or the path of a case file")
+        as_of = entry.get("as_of")
+        if not problems and as_of is not None and not isinstance(as_of, datetime.date):
+            try:
+                as_of = datetime.date.fromisoformat(str(as_of))
+            except ValueError:
+                problems.append(f"as_of: {as_of!r} is not an ISO date (YYYY-MM-DD)")
+        if problems:
+            errors.append(GoldenError(str(path), name, "; ".join(problems)))
+            continue
+        out.append(Golden(name, str(path), case, entry.get("payer"), as_of, entry.get("why", ""),
+                          entry["expect"], str(case_path) if case_path else None))
+    return out, errors
+
+
 def golden_files(folders) -> list:
-    files = []
+    """The golden files in files and folders, each once however often it is named
+    (`test --rules D D/tests` names D/tests twice)."""
+    files, seen = [], set()
     for folder in folders:
         folder = Path(folder)
         if folder.is_file():
-            files.append(folder)
+            found = [folder]
         elif folder.is_dir():
-            files += sorted(p for p in folder.rglob("*") if p.suffix in GOLDEN_SUFFIXES and p.is_file()
-                            and not _is_case_file(p))
+            found = sorted(p for p in folder.rglob("*") if p.suffix in GOLDEN_SUFFIXES and p.is_file()
+                           and not _is_case_file(p))
+        else:
+            found = []
+        for path in found:
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                files.append(path)
     return files
 
 
@@ -94,8 +180,8 @@ def _is_case_file(path: Path) -> bool:
     if path.suffix != ".json":
         return False
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError):  # not a readable case: left to load_golden to report
         return False
     return isinstance(doc, dict) and doc.get("schema") == "ionm-logic/case/v1"
 
@@ -172,17 +258,17 @@ class SuiteResult:
 
 
 def run_suite(kb, files: list) -> SuiteResult:
-    """Run every golden case in `files`; a bad file or case is an error, never a crash."""
+    """Run every golden case in `files`; a bad file or case is an error of its own, never a
+    crash, and never stops the other cases."""
     out = SuiteResult()
     for path in files:
-        try:
-            goldens = load_golden(Path(path))
-        except InputError as exc:
-            out.errors.append((str(path), exc.render()))
-            continue
+        goldens, errors = read_golden(Path(path))
+        for error in errors:
+            out.errors.append((error.file, f"{error.name}: {error.message}" if error.name else error.message))
         for golden in goldens:
             try:
-                _result, failures, exercised = run_golden(kb, golden)
+                # Under the decision time limit: a case the rules never finish is an error of its own.
+                _result, failures, exercised = within_time_limit(run_golden, kb, golden)
             except InputError as exc:
                 out.errors.append((golden.file, f"{golden.name}: {exc.render()}"))
                 continue

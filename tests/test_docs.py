@@ -89,3 +89,17 @@ def test_readme_proof_excerpt_is_what_explain_prints():
                           "--detail", "full"], cwd=ROOT, capture_output=True, text=True).stdout
     printed = "\n".join(line[4:] for line in out.splitlines())
     assert excerpt.strip() in printed
+
+
+def test_the_predicate_table_in_the_rule_authors_guide_is_generated_from_the_declarations():
+    # The table an author reads to know what a rule body may use: every declared predicate, its
+    # signature and sentence, exactly as `python -m ionm_logic.lang.docs` writes it.
+    from ionm_logic.api import rule_set
+    from ionm_logic.lang.docs import BEGIN, END, predicate_table
+
+    readme = (ROOT / "rules" / "README.md").read_text()
+    shown = readme.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n") + "\n"
+    decls = list(rule_set().decls.values())
+    assert shown == predicate_table(decls), "stale: run python -m ionm_logic.lang.docs"
+    for decl in decls:
+        assert f"`{decl.name}({', '.join(decl.params)})`" in shown

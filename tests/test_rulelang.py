@@ -88,7 +88,7 @@ def test_duplicate_rule_ids_missing_annotations_and_unknown_citations():
             "p(A) :- r(A).\n"
             "@rule D2\n@cites nowhere\n@text 'x'\np(A) :- r(A).\n")
     messages = [e.message for e in errors(text)]
-    assert any("rule id D1 is used again" in m for m in messages)
+    assert any("rule id D1 is already the id of the rule at" in m for m in messages)
     assert any("has no @rule id" in m for m in messages)
     assert any("has no @text" in m for m in messages)
     assert any("citation key nowhere is not defined" in m for m in messages)

@@ -128,8 +128,14 @@ def test_the_parsed_rule_cache_key_changes_with_any_module_of_the_rule_language(
 
 def test_a_cached_load_gives_the_same_rules_as_a_fresh_parse(tmp_path, monkeypatch):
     monkeypatch.setenv("IONM_LOGIC_CACHE", str(tmp_path))
+    # The cache is JSON since issue 15 (a pickle could run code): one .json file, no pickle.
+    from ionm_logic.lang.serial import to_data
+
     fresh = load_rules()
-    assert len(list((tmp_path / "ionm-logic").glob("rules-v*.pickle"))) == 1
+    assert len(list((tmp_path / "ionm-logic").glob("rules-v*.json"))) == 1
+    assert not list((tmp_path / "ionm-logic").glob("*.pickle"))
     cached = load_rules()
     assert [(r.id, r.file, r.line) for r in cached.rules] == [(r.id, r.file, r.line) for r in fresh.rules]
+    assert to_data(cached.files, cached.problems) == to_data(fresh.files, fresh.problems)
+    assert cached.rules[0].body == fresh.rules[0].body and cached.decls == fresh.decls
     assert cached.sha256 == fresh.sha256

@@ -44,8 +44,19 @@ def decode(value):
     return value
 
 
+# Engine predicate names. A rule's predicate is "ionm_" + its name, and a rule name starts with
+# a lower-case letter; the engine's own predicates (rule witnesses, pack unions, frozen and
+# variant copies) start with "ionm__", which no rule name can give: a user predicate named
+# `case_witness_0` or `frozen_time_line` stays the user's.
+_INTERNAL = "ionm__"
+
+
 def _pyname(pred: str) -> str:
     return "ionm_" + pred
+
+
+def _internal(name: str) -> str:
+    return _INTERNAL + name
 
 
 def _add_clause(head, body: list) -> None:
@@ -129,7 +140,7 @@ class Engine:
             pyEngine.assert_(_engine_fact(fact.atom.pred, [encode(a.value) for a in fact.atom.args]))
         for rule in self.rules:
             variables = [pyEngine.Var(v) for v in rule.variables()]
-            witness = pyEngine.Literal(f"ionm_rule_{self.index(rule)}", variables)
+            witness = pyEngine.Literal(_internal(f"rule_{self.index(rule)}"), variables)
             _add_clause(witness, self._compiled_body(rule))
             head = pyEngine.Literal(_pyname(rule.head.pred), [self._term(a) for a in rule.head.args])
             _add_clause(head, self._compiled_body(rule))
@@ -140,7 +151,7 @@ class Engine:
         self._width = self.ruleset.width
         self._pack_unions, self._pack_by_head = {}, {}
         for number, pack in enumerate(self.ruleset.packs):
-            name = f"ionm_case_witness_{number}"
+            name = _internal(f"case_witness_{number}")
             chosen = self.pack_rules(pack)
             self._pack_unions[pack] = (name, chosen)
             self._pack_by_head[pack] = self.ruleset.pack_rules_by_head(pack)
@@ -210,7 +221,7 @@ class Engine:
         query = self._rule_queries.get(self.index(rule))
         if query is None:
             query = self._rule_queries[self.index(rule)] = pyEngine.Literal(
-                f"ionm_rule_{self.index(rule)}", [pyEngine.Var(v) for v in rule.variables()])
+                _internal(f"rule_{self.index(rule)}"), [pyEngine.Var(v) for v in rule.variables()])
         rows = sorted({tuple(decode(v) for v in row) for row in query.ask() or ()}, key=sort_key)
         if independent:
             self._global_tables[self.index(rule)] = rows
@@ -302,28 +313,28 @@ class Engine:
                 if pred not in copied:
                     copied.add(pred)
                     todo.append(pred)
-                return f"ionm_v{number}_{pred}"
-            frozen.setdefault(f"ionm_frozen_{pred}", (pred, tuple(pack_by_head.get(pred, ()))))
-            return f"ionm_frozen_{pred}"
+                return _internal(f"v{number}_{pred}")
+            frozen.setdefault(_internal(f"frozen_{pred}"), (pred, tuple(pack_by_head.get(pred, ()))))
+            return _internal(f"frozen_{pred}")
 
-        name = f"ionm_variant_{number}"
+        name = _internal(f"variant_{number}")
         self._add_union(name, rules, engine_name)
         while todo:
             pred = todo.pop()
             kept = tuple(r for r in pack_by_head.get(pred, ()) if self.index(r) not in touched)
             arguments = [pyEngine.Var(f"A{i}") for i in range(self.decls[pred].arity)]
             if kept:
-                frozen[f"ionm_v{number}_kept_{pred}"] = (pred, kept)
-                _add_clause(pyEngine.Literal(f"ionm_v{number}_{pred}", arguments),
-                            [pyEngine.Literal(f"ionm_v{number}_kept_{pred}", arguments)])
+                frozen[_internal(f"v{number}_kept_{pred}")] = (pred, kept)
+                _add_clause(pyEngine.Literal(_internal(f"v{number}_{pred}"), arguments),
+                            [pyEngine.Literal(_internal(f"v{number}_kept_{pred}"), arguments)])
             for rule in pack_by_head.get(pred, ()):
                 if self.index(rule) in touched:
-                    head = pyEngine.Literal(f"ionm_v{number}_{pred}", [self._term(a) for a in rule.head.args])
+                    head = pyEngine.Literal(_internal(f"v{number}_{pred}"), [self._term(a) for a in rule.head.args])
                     _add_clause(head, self._compiled_body(rule, engine_name))
         for engine_pred, (pred, _kept) in sorted(frozen.items()):
             _define(engine_pred, self.decls[pred].arity)
         for pred in sorted(copied):
-            _define(f"ionm_v{number}_{pred}", self.decls[pred].arity)
+            _define(_internal(f"v{number}_{pred}"), self.decls[pred].arity)
         return name, tuple((engine_pred, kept) for engine_pred, (_pred, kept) in sorted(frozen.items()))
 
     @contextmanager

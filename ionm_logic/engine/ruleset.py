@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
+import json
+import stat
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -14,9 +15,10 @@ from ..lang.checks import Problem, case_dependent, check_files
 from ..lang.contract import APPLIES_POLICY, DISPLAY_NAME, POLICY_PACK, REPORT_ARITY, REPORT_BASIS
 from ..lang.graph import reachable
 from ..lang.objects import Const, Literal, RuleError
+from ..lang.serial import from_data, to_data
 
 RULE_SUFFIX = ".dl"
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 _LANG = Path(__file__).resolve().parent.parent / "lang"
 
 
@@ -52,17 +54,67 @@ def shipped_rules_dir() -> Path:
     raise FileNotFoundError("the shipped rules/ folder is missing from this installation")
 
 
-def rule_files(folder: Path, shown_as: Optional[str]) -> list:
-    """(path, shown name) of every rule file below a folder, sorted so load order is stable."""
+# Suffixes of files that look like rule files but are not read: saying so beats ignoring a
+# file its author thinks is loaded.
+_LOOKALIKE_SUFFIXES = {".pl", ".pro", ".prolog", ".lp", ".datalog", ".dlog", ".rules"}
+
+
+def rule_files(folder: Path, shown_as: Optional[str], problems: Optional[list] = None) -> list:
+    """(path, shown name) of every rule file (`*.dl`) below a folder, sorted so load order is
+    stable. A folder without one is an error; a file that looks like a rule file but is not
+    read (`x.pl`, `X.DL`) is a warning, both added to `problems` when it is given."""
     if not folder.is_dir():
         raise RulesError([Problem(str(folder), 0, "error", "not a folder of rule files")])
-    found = sorted(p for p in folder.rglob("*" + RULE_SUFFIX) if p.is_file())
-    out = []
-    for path in found:
-        rel = path.relative_to(folder).as_posix()
-        out.append((path, f"{shown_as}/{rel}" if shown_as else str(Path(str(folder)) / rel)))
-    return out
 
+    def shown(path):
+        rel = path.relative_to(folder).as_posix()
+        return f"{shown_as}/{rel}" if shown_as else str(Path(str(folder)) / rel)
+
+    found, lookalikes = [], []
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file():
+            continue
+        if path.suffix == RULE_SUFFIX:
+            found.append((path, shown(path)))
+        elif path.suffix.lower() == RULE_SUFFIX or path.suffix.lower() in _LOOKALIKE_SUFFIXES:
+            lookalikes.append(path)
+    if problems is not None:
+        for path in lookalikes:
+            problems.append(Problem(shown(path), 0, "warning",
+                                    f"not read: rule files end in {RULE_SUFFIX} (this one ends in {path.suffix})"))
+        if not found:
+            problems.append(Problem(str(folder), 0, "error", f"no rule file ({RULE_SUFFIX}) in this folder"))
+    return found
+
+
+def _read_rule_file(path: Path, name: str, problems: list) -> Optional[str]:
+    """A rule file's text, or None with the problem added: unreadable, not UTF-8, or with a
+    NUL character (which no rule text needs and which would blur the rule-set digest)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        problems.append(Problem(name, 0, "error", f"cannot read the file: {exc.strerror or exc}"))
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        problems.append(Problem(name, line, "error", f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset "
+                                                     f"{exc.start} (rule files are UTF-8)"))
+        return None
+    if "\0" in text:
+        problems.append(Problem(name, text[:text.index("\0")].count("\n") + 1, "error",
+                                "a NUL character: rule files are text"))
+        return None
+    return text
+
+
+# --- the parsed-rule cache ----------------------------------------------------------------
+# Parsing the shipped rules costs about 0.5 s of a 1.1-1.6 s cold `explain` (benchmarks/
+# explain_speed.py), so parsed rules are kept between runs. The cache holds plain JSON
+# (lang.serial), never a pickle: a planted file is at worst wrong data, which the digest key and
+# the reader's type checks turn into a miss. Its folder is made private (0700); a file that is
+# not a regular file owned by this user, or is writable by others, is never read.
 
 def _cache_path(digest: str) -> Optional[Path]:
     """Where parsed rules are kept: $IONM_LOGIC_CACHE (a folder, or "off"), else the user cache."""
@@ -70,72 +122,127 @@ def _cache_path(digest: str) -> Optional[Path]:
     if chosen == "off":
         return None
     base = chosen or os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "ionm-logic" / f"rules-v{_CACHE_VERSION}-{digest}.pickle"
+    return Path(base) / "ionm-logic" / f"rules-v{_CACHE_VERSION}-{digest}.json"
+
+
+def _trusted(fd: int) -> bool:
+    """Whether an open cache file is a regular file of this user's that nobody else may write."""
+    info = os.fstat(fd)
+    owner = getattr(os, "getuid", lambda: info.st_uid)()
+    return stat.S_ISREG(info.st_mode) and info.st_uid == owner and not info.st_mode & 0o022
 
 
 def _read_cache(digest: str):
-    """Parsed and checked rule files for exactly these file texts, if an earlier run kept them."""
+    """Parsed and checked rule files for exactly these file texts, if an earlier run kept them;
+    None for a missing, foreign, unreadable or malformed file."""
     path = _cache_path(digest)
-    try:
-        with open(path, "rb") as fh:
-            return pickle.load(fh)
-    except Exception:  # noqa: BLE001 - a missing, stale or unreadable cache is just a miss
+    if path is None:
         return None
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            if not _trusted(fh.fileno()):
+                return None
+            data = json.loads(fh.read().decode("utf-8"))
+        files, problems = from_data(data)
+    except (OSError, ValueError, RecursionError):  # SerialError and JSON errors are ValueErrors
+        return None
+    if data.get("key") != digest:
+        return None
+    return files, problems
 
 
-def _write_cache(digest: str, value) -> None:
+def _write_cache(digest: str, files, problems) -> None:
     path = _cache_path(digest)
     if path is None:
         return
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path.parent, 0o700)
+        data = to_data(files, problems)
+        data["key"] = digest
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, separators=(",", ":"))
         os.replace(tmp, path)
     except OSError:
-        pass  # a read-only home only costs the next run a re-parse
+        try:  # a read-only or blocked cache folder only costs the next run a re-parse
+            tmp.unlink()
+        except OSError:
+            pass
 
 
 def language_digest() -> bytes:
     """The sha256 of the rule language's own source (every module of lang/): parsed rules
-    pickled by another version of the parser, checker or rule objects are never read back."""
+    kept by another version of the parser, checker or rule objects are never read back."""
     code = hashlib.sha256()
     for module in sorted(_LANG.glob("*.py")):
-        code.update(module.name.encode() + b"\0" + module.read_bytes() + b"\0")
+        _frame(code, module.name.encode(), module.read_bytes())
     return code.digest()
+
+
+def _frame(digest, *parts: bytes) -> None:
+    """Add each part with its length in front, so that no two sequences of parts hash alike."""
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big") + part)
 
 
 def load_rules(extra_dirs: Iterable = ()) -> "RuleSet":
     """The shipped rules plus every `extra_dirs` folder, parsed (or read from the cache), checked
     and indexed. Raises RulesError when any file has an error."""
+    found: list = []  # problems of finding and reading the files
     sources = [(p, name) for p, name in rule_files(shipped_rules_dir(), "rules")]
     for folder in extra_dirs:
-        sources += rule_files(Path(folder), None)
-    texts = [(path.read_text(encoding="utf-8"), name) for path, name in sources]
+        sources += rule_files(Path(folder), None, found)
+    texts = []
+    for path, name in sources:
+        text = _read_rule_file(path, name, found)
+        if text is not None:
+            texts.append((text, name))
+    if any(p.level == "error" for p in found):
+        raise RulesError(found)
     digest = hashlib.sha256()
+    digest.update(len(texts).to_bytes(8, "big"))
     for text, name in texts:
-        digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+        _frame(digest, name.encode(), text.encode())
     key = hashlib.sha256(digest.digest() + language_digest()).hexdigest()
     cached = _read_cache(key)
     if cached is not None:
         files, problems = cached
     else:
-        from ..lang.parse import parse_text  # lark is loaded only when rule text must be parsed
-
-        files, problems = [], []
-        for text, name in texts:
-            try:
-                files.append(parse_text(text, name))
-            except RuleError as exc:
-                problems.append(Problem(exc.file, exc.line, "error",
-                                        (f"column {exc.column}: " if exc.column else "") + exc.message))
-        problems += check_files(files)
-        _write_cache(key, (files, problems))
+        files, problems = _parse_and_check(texts)
+        _write_cache(key, files, problems)
+    problems = found + problems
     errors = [p for p in problems if p.level == "error"]
     if errors:
         raise RulesError(errors)
     return RuleSet(files, problems, digest.hexdigest())
+
+
+def _parse_and_check(texts) -> tuple:
+    """(parsed files, problems). A file that does not parse is reported alone: checking the
+    others without its declarations would blame them for what it failed to declare."""
+    from ..lang.parse import parse_text  # lark is loaded only when rule text must be parsed
+
+    files, problems = [], []
+    for text, name in texts:
+        try:
+            files.append(parse_text(text, name))
+        except RuleError as exc:
+            problems.append(Problem(exc.file, exc.line, "error",
+                                    (f"column {exc.column}: " if exc.column else "") + exc.message))
+        except RecursionError:
+            problems.append(Problem(name, 0, "error", "nested too deeply to read"))
+    if not problems:
+        try:
+            problems = check_files(files)
+        except RecursionError:  # pragma: no cover - the checks walk iteratively; a last guard
+            problems = [Problem(files[-1].path if files else "", 0, "error", "the rules nest too deeply to check")]
+    return files, problems
 
 
 # --- the rule set -----------------------------------------------------------------------

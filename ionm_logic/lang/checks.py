@@ -3,11 +3,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .contract import (DETERMINATIONS, POLICY_PACK, POLICY_VERSION, POLICY_VERSION_ENDS, PRECEDENCE, READ_BY_PROGRAM,
-                       REPORT_ARITY)
+from .contract import (APPLIES_POLICY, DETERMINATIONS, POLICY_PACK, POLICY_PACK_SOURCE, POLICY_VERSION,
+                       POLICY_VERSION_ENDS, PRECEDENCE, READ_BY_PROGRAM, REPORT_ARITY)
 from .graph import dependency_edges, reachable
 from .unify import bind, ground
-from .objects import ROLES, Comparison, Const, Literal, Var, is_anonymous, shown_variable, template_slots
+from .objects import (ROLES, Comparison, Const, Literal, Var, is_anonymous, shown_variable, template_slots)
+
+# The longest chain of predicates, each derived from the next, that a rule set may have: the
+# engine evaluates a chain by recursion, and a chain past this depth would end in Python's
+# recursion limit mid-decision (the shipped rules are under 20 deep).
+MAX_DERIVATION_DEPTH = 100
 
 
 @dataclass(frozen=True, order=True)
@@ -18,7 +23,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.level}: {self.message}"
+        where = f"{self.file}:{self.line}" if self.line else self.file  # line 0: the file as a whole
+        return f"{where}: {self.level}: {self.message}"
 
 
 def check_files(files: list) -> list:
@@ -32,6 +38,9 @@ def check_files(files: list) -> list:
     _check_report_predicates(files, decls, problems)
     _check_case_first(files, decls, problems)
     _check_packs(files, problems)
+    _check_gates(files, decls, problems)
+    _check_recursion(files, problems)
+    _check_depth(files, problems)
     return sorted(set(problems), key=lambda p: (_file_order(files, p.file), p.line, p.message))
 
 
@@ -116,8 +125,10 @@ def _check_clauses(files, decls, citations, problems):
                 problems.append(Problem(rf.path, rule.line, "error", "rule has no @rule id"))
             elif rule.id in rule_ids:
                 first = rule_ids[rule.id]
+                # Blame the later rule: files load shipped first, so that is the author's new one.
                 problems.append(Problem(rf.path, rule.line, "error",
-                                        f"rule id {rule.id} is used again (first at {first[0]}:{first[1]})"))
+                                        f"rule id {rule.id} is already the id of the rule at {first[0]}:{first[1]}; "
+                                        "give this rule an id of its own"))
             else:
                 rule_ids[rule.id] = (rf.path, rule.line)
             if not rule.template:
@@ -340,3 +351,168 @@ def _iso(text) -> bool:
         return True
     except ValueError:
         return False
+
+
+# Predicates that hold for every pack: naming the pack variable in one of them switches nothing.
+_EVERY_PACK = frozenset({POLICY_PACK, POLICY_PACK_SOURCE, POLICY_VERSION, POLICY_VERSION_ENDS, PRECEDENCE})
+
+
+def _check_gates(files, decls, problems):
+    """Every finding rule is gated to the packs it belongs to, and every gate can open.
+
+    A gate is applies_policy(Case, "<pack id>", Version), or applies_policy(Case, Pack, Version)
+    with Pack also in a positive literal of a pack switch: a predicate no case fact reaches whose
+    facts name the packs that turn the shared rule on (pack_requires_real_time(Pack)). An
+    ungated finding would decide the lines of every other payer. A gate naming a pack no
+    policy_pack declares, or a version the pack does not declare, and a switch fact naming an
+    undeclared pack, would never open."""
+    packs, versions = set(), {}
+    for rf in files:
+        for fact in rf.facts:
+            values = [a.value for a in fact.atom.args if isinstance(a, Const)]
+            if fact.atom.pred == POLICY_PACK and values:
+                packs.add(values[0])
+            elif fact.atom.pred == POLICY_VERSION and len(values) >= 2:
+                versions.setdefault(values[0], set()).add(values[1])
+    dependent = case_dependent(files, decls)
+    switches = set()  # (predicate, argument position) of pack switches
+    for rf in files:
+        for rule in rf.rules:
+            decl = decls.get(rule.head.pred)
+            label = rule.id or f"the rule at line {rule.line}"
+            gates = [i.atom for i in rule.body if isinstance(i, Literal) and not i.negated
+                     and i.atom.pred == APPLIES_POLICY and len(i.atom.args) == 3]
+            gated = any(isinstance(g.args[1], Const) for g in gates)
+            for gate in gates:
+                if isinstance(gate.args[1], Var):
+                    found = [(i.atom.pred, n) for i in rule.body if isinstance(i, Literal) and not i.negated
+                             and i.atom.pred not in dependent and i.atom.pred not in _EVERY_PACK
+                             for n, a in enumerate(i.atom.args) if a == gate.args[1]]
+                    switches.update(found)
+                    gated = gated or bool(found)
+            if decl is not None and decl.role == "finding" and not gated:
+                problems.append(Problem(rf.path, rule.line, "error",
+                                        f"{label} concludes a finding but is not gated to a pack: its body must "
+                                        f"include applies_policy(Case, \"<pack id>\", Version), or applies_policy("
+                                        "Case, Pack, Version) with Pack in a pack switch such as "
+                                        "pack_requires_real_time(Pack); ungated, it decides the lines of every payer"))
+            for gate in gates:
+                pack, version = gate.args[1], gate.args[2]
+                if not isinstance(pack, Const):
+                    continue
+                if pack.value not in packs:
+                    problems.append(Problem(rf.path, gate.line or rule.line, "error",
+                                            f"{label}: applies_policy names pack {pack.value!r}, which no policy_pack "
+                                            "declares, so the rule can never apply"))
+                elif isinstance(version, Const) and version.value not in versions.get(pack.value, ()):
+                    declared = ", ".join(sorted(versions.get(pack.value, ()))) or "none"
+                    problems.append(Problem(rf.path, gate.line or rule.line, "error",
+                                            f"{label}: applies_policy names version {version.value!r} of "
+                                            f"{pack.value}, which declares no such version (declared: {declared}), "
+                                            "so the rule can never apply"))
+    for rf in files:
+        for fact in rf.facts:
+            for pred, n in switches:
+                if fact.atom.pred == pred and n < len(fact.atom.args):
+                    value = fact.atom.args[n]
+                    if isinstance(value, Const) and value.value not in packs:
+                        problems.append(Problem(rf.path, fact.line, "error",
+                                                f"{pred} switches rules on for pack {value.value!r}, which no "
+                                                "policy_pack declares"))
+
+
+def _recursive_components(files) -> dict:
+    """predicate -> the set of predicates in its strongly connected component, for the
+    predicates that depend on themselves."""
+    graph = {}
+    for head, body, _neg, _rule in dependency_edges(files):
+        graph.setdefault(head, set()).add(body)
+    out = {}
+    for pred in graph:
+        if pred in out:
+            continue
+        forward = reachable(graph[pred], lambda p: graph.get(p, ()))
+        if pred not in forward:
+            continue
+        component = {p for p in forward if pred in reachable(graph.get(p, ()), lambda q: graph.get(q, ()))}
+        component.add(pred)
+        for member in component:
+            out[member] = component
+    return out
+
+
+def _check_recursion(files, problems):
+    """Reject the recursion shapes pyDatalog (0.22) never finishes evaluating: a rule whose
+    body uses its own recursive predicate group twice (non-linear recursion, e.g. transitivity
+    written p(A, C) :- p(A, B), p(B, C)) beside another recursive rule of the group (e.g.
+    symmetry, p(A, B) :- p(B, A)). Measured: that pair loops forever on two operated levels,
+    while each alone, or transitivity written left-recursive over a base predicate, finishes."""
+    components = _recursive_components(files)
+    groups = {}
+    for rf in files:
+        for rule in rf.rules:
+            component = components.get(rule.head.pred)
+            if component is None:
+                continue
+            recursive = [i for i in rule.body if isinstance(i, Literal) and i.atom.pred in component]
+            if recursive:
+                groups.setdefault(frozenset(component), []).append((rule, len(recursive)))
+    for component, rules in groups.items():
+        nonlinear = [rule for rule, count in rules if count > 1]
+        if nonlinear and len(rules) > 1:
+            for rule in nonlinear:
+                others = ", ".join(r.id or f"line {r.line}" for r, _c in rules if r is not rule)
+                problems.append(Problem(rule.file, rule.line, "error",
+                                        f"{rule.id or 'rule'} uses its own recursive predicate "
+                                        f"({', '.join(sorted(component))}) twice in its body, beside the "
+                                        f"recursive rule(s) {others}: the engine never finishes evaluating that "
+                                        "shape; write the closure left-recursive over a base predicate, "
+                                        "p(A, C) :- p(A, B), step(B, C)"))
+
+
+def _check_depth(files, problems):
+    """A chain of predicates, each derived from the next, longer than MAX_DERIVATION_DEPTH."""
+    graph = {}
+    for head, body, _neg, _rule in dependency_edges(files):
+        graph.setdefault(head, set()).add(body)
+    components = _recursive_components(files)
+    depth = {}
+    for start in sorted(graph):
+        if start in depth:
+            continue
+        # Iterative post-order walk: the rule chains this guards against are too deep to recurse.
+        stack = [(start, iter(sorted(graph.get(start, ()))))]
+        on_path = {start}
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                on_path.discard(node)
+                depth[node] = 1 + max((depth.get(c, 0) for c in graph.get(node, ())
+                                       if c not in components.get(node, ())), default=0)
+                continue
+            if child in depth or child in on_path or child in components.get(node, ()):
+                continue
+            on_path.add(child)
+            stack.append((child, iter(sorted(graph.get(child, ())))))
+    edges = {}  # (head, body) -> the first rule making head depend on body
+    for head, body, _neg, rule in dependency_edges(files):
+        edges.setdefault((head, body), rule)
+    for pred in sorted(depth):
+        # Report where a chain crosses the limit: a predicate past it whose deepest body
+        # predicate is within it, at the rule that links the two.
+        below = [b for b in sorted(graph.get(pred, ())) if b not in components.get(pred, ())]
+        deepest = max(below, key=lambda b: depth.get(b, 0), default=None)
+        if depth[pred] > MAX_DERIVATION_DEPTH and deepest is not None and depth.get(deepest, 0) <= MAX_DERIVATION_DEPTH:
+            rule = edges[(pred, deepest)]
+            chain, node = [pred], deepest
+            while node is not None and len(chain) < 5:
+                chain.append(node)
+                below = [b for b in sorted(graph.get(node, ())) if b not in components.get(node, ())]
+                node = max(below, key=lambda b: depth.get(b, 0), default=None)
+            problems.append(Problem(rule.file, rule.line, "error",
+                                    f"{rule.id or 'rule'}: {pred} is derived through a chain of more than "
+                                    f"{MAX_DERIVATION_DEPTH} predicates, each from the next "
+                                    f"({' <- '.join(chain)} <- ...); the engine evaluates a chain by recursion, "
+                                    f"so {MAX_DERIVATION_DEPTH} is the limit"))

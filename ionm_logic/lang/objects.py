@@ -41,10 +41,11 @@ class RuleError(Exception):
         super().__init__(f"{where}: {message}")
 
 
-# `_` in rule text becomes a variable of its own, named with this prefix and a number; no
-# variable written in rule text may take that name (the parser refuses it), so a `_` never
-# meets a named variable.
-ANONYMOUS_PREFIX = "_Anon"
+# `_` in rule text becomes a variable of its own, named with this prefix and a number. The
+# prefix is no variable rule text can spell (a variable is a letter or `_` followed by letters,
+# digits and `_`), so an anonymous variable never meets a named one; and every other variable
+# name starting with `_` is reserved (the parser refuses it), so it cannot pass for one either.
+ANONYMOUS_PREFIX = "_#"
 
 
 def anonymous_variable(number: int) -> "Var":
@@ -55,6 +56,11 @@ def anonymous_variable(number: int) -> "Var":
 def is_anonymous(name: str) -> bool:
     """Whether a variable name stands for a `_` of the rule text."""
     return name.startswith(ANONYMOUS_PREFIX)
+
+
+def is_reserved_variable(name: str) -> bool:
+    """Whether rule text may not name a variable so: `_` followed by anything."""
+    return name.startswith("_") and name != "_" and not is_anonymous(name)
 
 
 def shown_variable(name: str) -> str:

@@ -11,8 +11,9 @@ import re
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-from .objects import (ANONYMOUS_PREFIX, COMPARISONS, Atom, Citation, Comparison, Const, Fact, Literal, PredDecl, Rule,
-                      RuleError, RuleFile, Var, anonymous_variable)
+from .objects import (COMPARISONS, Atom, Citation, Comparison, Const, Fact, Literal, PredDecl, Rule,
+                      RuleError, RuleFile, Var, anonymous_variable,
+                      is_reserved_variable)
 
 GRAMMAR = r"""
 start: _item*
@@ -54,6 +55,9 @@ COMMENT: /%[^\n]*/
 """
 
 _PARSER = None
+# The longest integer rule text may write: ranks, ages, years and counts need a few digits, and
+# Python refuses to read integers past 4300 digits.
+MAX_INT_DIGITS = 18
 
 
 def _parser() -> Lark:
@@ -106,6 +110,10 @@ class _Builder(Transformer):
         if value.type == "STRING":
             return str(name), _unquote(str(value))
         if value.type == "INT":
+            if len(str(value).lstrip("-")) > MAX_INT_DIGITS:
+                raise RuleError(self.path, value.line, value.column,
+                                f"integer {str(value)[:20]}... has {len(str(value).lstrip('-'))} digits; "
+                                f"the limit is {MAX_INT_DIGITS}")
             return str(name), int(value)
         return str(name), str(value)
 
@@ -161,11 +169,16 @@ class _Builder(Transformer):
             name = str(tok)
             if name == "_":
                 return anonymous_variable(next(self.anonymous))
-            if name.startswith(ANONYMOUS_PREFIX):
+            if is_reserved_variable(name):
                 raise RuleError(self.path, tok.line, tok.column,
-                                f"variable {name}: names starting with {ANONYMOUS_PREFIX} are kept for '_'")
+                                f"variable {name}: names starting with '_' are reserved ('_' alone is the "
+                                "anonymous variable)")
             return Var(name)
         if tok.type == "INT":
+            if len(str(tok).lstrip("-")) > MAX_INT_DIGITS:
+                raise RuleError(self.path, tok.line, tok.column,
+                                f"integer {str(tok)[:20]}... has {len(str(tok).lstrip('-'))} digits; "
+                                f"the limit is {MAX_INT_DIGITS}")
             return Const(int(tok))
         if tok.type == "STRING":
             return Const(_unquote(str(tok)))
@@ -195,6 +208,24 @@ def _describe_expected(expected) -> str:
     return ", ".join(names[:8])
 
 
+def _ends_clause(expected) -> bool:
+    """Whether a '.' would have been accepted where the parser stopped."""
+    return any(_terminal_words(e) == "'.'" for e in expected)
+
+
+def _token_before(text: str, position: int):
+    """The last token of `text` that ends before `position` (comments and spaces skipped)."""
+    last = None
+    try:
+        for token in _parser().lex(text):
+            if token.start_pos >= position:
+                break
+            last = token
+    except UnexpectedInput:
+        pass
+    return last
+
+
 def parse_text(text: str, path: str) -> RuleFile:
     """Parse one rule file's text; `path` is the name errors and proofs use."""
     try:
@@ -212,6 +243,13 @@ def parse_text(text: str, path: str) -> RuleFile:
             lines = text.splitlines() or [""]
             raise RuleError(path, len(lines), len(lines[-1]) + 1,
                             "the file ends inside a clause (a missing '.'?)") from None
+        before = _token_before(text, exc.token.start_pos)
+        if before is not None and before.end_line < exc.line and _ends_clause(exc.expected):
+            # The clause before this token lacks its '.': say so where the '.' belongs, not at
+            # the next clause, whose first word is not the mistake.
+            raise RuleError(path, before.end_line, before.end_column,
+                            f"the clause ends here without its final '.' (the next clause starts at line "
+                            f"{exc.line})") from None
         raise RuleError(path, exc.line, exc.column, f"unexpected {str(exc.token)!r}; expected "
                         + _describe_expected(exc.expected)) from None
     except UnexpectedInput as exc:  # pragma: no cover - lark's other parse errors
