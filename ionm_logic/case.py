@@ -354,7 +354,7 @@ DOCUMENTABLE = (
     Documentable(("monitoring", "professional", "real_time"), (True, False),
                  "whether the interpreting professional interpreted in real time"),
     Documentable(("monitoring", "professional", "concurrent_cases"), None,
-                 "how many cases the interpreting physician covered at the same time"),
+                 "how many cases the interpreting professional covered at the same time"),
     Documentable(("monitoring", "report", "findings"), ("normal", "changes"),
                  "the monitoring findings (normal or changes)"),
 )
@@ -403,9 +403,10 @@ class PosedCase:
     `lines` are the service lines' ids; `undocumented`, `question`, `field_pointer` and `delta`
     say what documenting a missing field would change."""
 
-    def __init__(self, case: Case, policy, key: str = CASE_KEY):
+    def __init__(self, case: Case, policy, key: str = CASE_KEY, as_of: Optional[datetime.date] = None):
         self.case = case
         self.policy = policy
+        self.as_of = as_of  # the date that picked the version when not the date of service (--as-of)
         self.key = key
         self.facts = case_facts(case, key, policy.pack, policy.version)
         self.pointers = pointer_map(self.facts)
@@ -446,4 +447,4 @@ def pose(case: Case, kb, *, payer: Optional[str] = None, as_of: Optional[datetim
         check_vocabulary(case, kb, source)
     chosen = policies.select(kb, payer or case.payer, as_of or case.date_of_service,
                              pack_pointer="/payer", date_pointer="/date_of_service")
-    return PosedCase(case, chosen)
+    return PosedCase(case, chosen, as_of=as_of)

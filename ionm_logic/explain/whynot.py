@@ -71,7 +71,7 @@ def why_not(kb, posed, index: int, determination: str) -> dict:
 
 def _nearest_miss(kb, prover, rule, env0: dict, depth: int) -> dict:
     envs = [env0]
-    out = {"rule": rule.id, "text": fill_known(rule.template, env0, prover.case_key, kb.display_names),
+    out = {"rule": rule.id, "text": fill_known(rule.template, env0, prover.case_key, prover.names),
            "citations": list(rule.citations),
            "source": {"file": rule.file, "line": rule.line}}
     for position, item in enumerate(rule.body):
@@ -118,7 +118,7 @@ def _nearest_miss(kb, prover, rule, env0: dict, depth: int) -> dict:
                         "would_satisfy": _satisfiers(kb, prover, item.atom, env, depth)}
         envs = survivors[:MAX_ENVIRONMENTS]
     env = envs[0]
-    return {**out, "holds": True, "text": fill(rule.template, env, prover.case_key, kb.display_names),
+    return {**out, "holds": True, "text": fill(rule.template, env, prover.case_key, prover.names),
             "proof": prover.derivation_node(rule, env)}
 
 
@@ -130,7 +130,7 @@ def _satisfiers(kb, prover, atom, env, depth) -> list:
         known = {p: value_of(a, env) for p, a in zip(decl.params, atom.args)}
         return [{"kind": "case", "text": "the case file recorded that "
                  + fill(decl.template, {p: (p if isinstance(v, Var) else v) for p, v in known.items()},
-                        prover.case_key, kb.display_names)}]
+                        prover.case_key, prover.names)}]
     out = []
     if any(f.atom.pred == atom.pred for f in kb.facts):
         # The nearest facts: those that differ from the literal in one argument.
@@ -151,7 +151,7 @@ def _satisfiers(kb, prover, atom, env, depth) -> list:
         if head_env is None:
             continue
         entry = {"kind": "rule", "rule": rule.id,
-                 "text": fill_known(rule.template, head_env, prover.case_key, kb.display_names),
+                 "text": fill_known(rule.template, head_env, prover.case_key, prover.names),
                  "citations": list(rule.citations), "source": {"file": rule.file, "line": rule.line}}
         if depth + 1 < MAX_DEPTH:
             miss = _nearest_miss(kb, prover, rule, head_env, depth + 1)

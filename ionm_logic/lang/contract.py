@@ -41,6 +41,7 @@ CODE_DESCRIPTION = "code_description"          # (Code, Text)
 MODALITY_NAME = "modality_name"                # (Modality, Text)
 DISPLAY_NAME = "display_name"                  # (Constant, Text): how sentences name a constant
 LINE_MODALITY = "line_modality"                # (Case, Line, Modality)
+BILLED_LINE = "billed_line"                    # (Case, Line, Code): a case fact; sentences name a line by it
 # The predicates whose proofs a report shows as its anatomical basis, in this order.
 BASIS_PREDICATES = ("last_cord_level", "most_cranial_operated_level", "structure_at_risk")
 # Derived predicates a decision reads besides the report rules' heads.
