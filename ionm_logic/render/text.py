@@ -43,9 +43,11 @@ def _render_satisfiers(items, indent: str) -> list:
         if s["kind"] == "case":
             lines.append(f"{indent}would hold if {s['text']}")
         elif s["kind"] == "fact":
-            src = s["source"]
-            lines.append(f"{indent}would hold with a fact such as {s['atom']}"
-                         + (f" ({src['file']}:{src['line']})" if src else ""))
+            lines.append(f"{indent}would hold if the rules stated that {s['text']} ({s['atom']}), which they do not")
+            if s.get("instead"):
+                lines.append(f"{indent}  they state instead: " + "; ".join(
+                    f["atom"] + (f" ({f['source']['file']}:{f['source']['line']})" if f["source"] else "")
+                    for f in s["instead"]))
         else:
             lines.append(f"{indent}would hold if {s['rule']} concluded it ({s['source']['file']}:{s['source']['line']}): {s['text']}")
             miss = s.get("miss")
