@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from ..explain.text import plain
+from ..explain.text import VALUE_LIMIT, plain
 from .report import build
 
 
@@ -59,7 +59,7 @@ def _render_satisfiers(items, indent: str) -> list:
 
 def render_why_not(report: dict) -> str:
     """A why-not/v1 report as text."""
-    lines = [f"Why not {report['determination']} for {report['line']['code']} ({report['line']['pointer']}) "
+    lines = [f"Why not {report['determination']} for {plain(report['line']['code'], VALUE_LIMIT)} ({report['line']['pointer']}) "
              f"under {report['policy']['id']} {report['policy']['version']}?"]
     if not report["rules"]:
         lines.append(f"No rule of {report['policy']['id']} concludes {report['determination']} for any line.")
@@ -80,15 +80,15 @@ def render_why_not(report: dict) -> str:
 def render_diff(report: dict) -> str:
     """A diff/v1 report as text."""
     left, right = report["left"], report["right"]
-    out = [plain(f"Case {report['case_id']}: {left['label']} vs {right['label']}"), ""]
-    rows = [[l["pointer"], plain(l["code"]), l["left"], l["right"], "*" if l["differs"] else ""] for l in report["lines"]]
+    out = [plain(f"Case {plain(report['case_id'], VALUE_LIMIT)}: {left['label']} vs {right['label']}"), ""]
+    rows = [[l["pointer"], plain(l["code"], VALUE_LIMIT), l["left"], l["right"], "*" if l["differs"] else ""] for l in report["lines"]]
     rows.append(["overall", "", left["overall"], right["overall"], "*" if left["overall"] != right["overall"] else ""])
     out.append(tabulate(rows, headers=["Line", "Code", left["label"], right["label"], "Differs"]))
     for l in report["lines"]:
         if "only_left" not in l:
             continue
         out.append("")
-        out.append(plain(f"{l['code']} ({l['pointer']}): {l['left']} vs {l['right']}"))
+        out.append(plain(f"{plain(l['code'], VALUE_LIMIT)} ({l['pointer']}): {l['left']} vs {l['right']}"))
         for side, label in (("only_left", left["label"]), ("only_right", right["label"])):
             for f in l[side]:
                 out.append(plain(f"  only under {label}: {f['rule']} ({f['determination']}) {f['text']} "
