@@ -104,12 +104,88 @@ class Case(_Strict):
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
 
+# What each field means, as design.md's case-file table says: `ionm-logic schema` publishes them.
+FIELD_DESCRIPTIONS = {
+    "schema": "The case file format: \"ionm-logic/case/v1\"; other values are rejected.",
+    "case_id": "The case's identifier, echoed verbatim, never interpreted.",
+    "payer": "Policy pack id (e.g. commercial-reference); may be omitted when --payer is given.",
+    "date_of_service": "ISO date; selects the policy version in force (--as-of overrides).",
+    "patient": "The patient: age and sex.",
+    "patient.age": "Age in years (an integer, 0 or more).",
+    "patient.sex": "Sex as documented.",
+    "procedure": "The surgical procedure the monitoring accompanied.",
+    "procedure.description": "Free text, shown only.",
+    "procedure.codes": "Surgical CPT codes (e.g. 22558 ALIF, 22630 PLIF, 35301 carotid endarterectomy); "
+                       "facts about them live in rules/.",
+    "procedure.kind": "The kind of procedure, from the vocabulary in rules/ (e.g. fusion, decompression).",
+    "procedure.region": "Where the procedure is: spine, cranial, vascular, neck or peripheral.",
+    "procedure.approaches": "Surgical approaches: anterior, posterior, lateral.",
+    "procedure.levels": "Vertebral levels operated, e.g. [\"L5\", \"S1\"]; required for a spinal procedure.",
+    "procedure.instrumentation": "Instrumentation placed: pedicle_screws, interbody_device, plate, rods.",
+    "diagnoses": "ICD-10-CM diagnoses of the case.",
+    "diagnoses.code": "ICD-10-CM code.",
+    "diagnoses.text": "The diagnosis in words, shown only.",
+    "clinical": "Clinical findings; true, false, or null (not documented, which differs from false).",
+    "clinical.myelopathy": "Myelopathy documented (true/false) or not documented (null).",
+    "clinical.radiculopathy": "Radiculopathy documented (true/false) or not documented (null).",
+    "clinical.neurological_deficit": "A neurological deficit documented (true/false) or not documented (null).",
+    "clinical.tethered_cord": "A tethered spinal cord documented (true/false) or not documented (null).",
+    "clinical.conus_level": "The level of the conus medullaris on imaging, or null (the anatomy's default).",
+    "history": "Prior surgery.",
+    "history.procedure": "The prior procedure, e.g. microdiscectomy.",
+    "history.levels": "Vertebral levels of the prior procedure.",
+    "history.outcome": "The outcome of the prior procedure, from the vocabulary in rules/ "
+                       "(e.g. radicular_symptoms_resolved).",
+    "monitoring": "How the monitoring was done and what it found.",
+    "monitoring.setting": "Where the interpreting professional was: in_room or remote.",
+    "monitoring.technologist_in_room": "Whether a technologist was in the operating room (null: not documented).",
+    "monitoring.professional": "The interpreting professional.",
+    "monitoring.professional.member_of_surgical_team": "Whether the interpreting professional was a member of "
+                                                        "the surgical team (surgeon, assistant or anesthesiologist).",
+    "monitoring.professional.real_time": "Whether interpretation was contemporaneous (real time).",
+    "monitoring.professional.concurrent_cases": "Cases the interpreting professional covered at the same time "
+                                                "(an integer, 1 or more; null: not documented).",
+    "monitoring.report": "The monitoring report.",
+    "monitoring.report.findings": "The monitoring findings: normal or changes (null: not documented).",
+    "monitoring.report.interventions": "Surgical changes made because of monitoring.",
+    "monitoring.note": "Free text, shown only.",
+    "services": "The IONM service lines under review (at least one).",
+    "services.code": "The billed IONM code (CPT/HCPCS); an unknown code without a modality is undetermined.",
+    "services.units": "Units billed (an integer, 1 or more; default 1).",
+    "services.modality": "Picks among the modalities rules/ allows for a known code; on an unknown code, "
+                         "a known modality decides the line (e.g. 95999 billed for train-of-four).",
+}
+
+
+def _describe(schema: dict) -> None:
+    """Give every property of the schema its FIELD_DESCRIPTIONS entry, following $refs."""
+    defs = schema.get("$defs", {})
+
+    def target(node):
+        ref = node.get("$ref") or next((a["$ref"] for a in node.get("anyOf", []) if "$ref" in a), None)
+        if ref is None and node.get("type") == "array":
+            ref = node.get("items", {}).get("$ref")
+        return defs[ref.rsplit("/", 1)[1]] if ref else None
+
+    def walk(obj, prefix):
+        for name, prop in obj.get("properties", {}).items():
+            path = f"{prefix}{name}"
+            if path in FIELD_DESCRIPTIONS:
+                prop["description"] = FIELD_DESCRIPTIONS[path]
+            inner = target(prop)
+            if inner is not None:
+                walk(inner, path + ".")
+
+    walk(schema, "")
+
+
 def json_schema(kb=None) -> dict:
     """The JSON Schema of case files; with a knowledge base, the values its rules define (levels,
     kinds, regions, approaches, devices, modalities, payers) are listed as enums."""
     schema = Case.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = CASE_SCHEMA
+    _describe(schema)
     if kb is None:
         return schema
     defs = schema["$defs"]
@@ -126,6 +202,7 @@ def json_schema(kb=None) -> dict:
     proc["instrumentation"]["items"]["enum"] = values(c.INSTRUMENTATION)
     defs["Clinical"]["properties"]["conus_level"]["anyOf"][0]["enum"] = levels
     defs["HistoryEntry"]["properties"]["levels"]["items"]["enum"] = levels
+    defs["HistoryEntry"]["properties"]["outcome"]["anyOf"][0]["enum"] = values(c.OUTCOMES)
     defs["Service"]["properties"]["modality"]["anyOf"][0]["enum"] = values(c.MODALITY)
     schema["properties"]["payer"]["anyOf"][0]["enum"] = sorted(p for p, _t in kb.values(c.POLICY_PACK, None, None))
     return schema
@@ -197,6 +274,9 @@ def check_vocabulary(case: Case, kb, source: str = "") -> None:
     if case.clinical.conus_level is not None and not known(c.LEVEL_RANK, case.clinical.conus_level):
         problems.append(("/clinical/conus_level", f"unknown vertebral level {case.clinical.conus_level!r}; {levels_hint}"))
     for h, entry in enumerate(case.history):
+        if entry.outcome is not None and not known(c.OUTCOMES, entry.outcome):
+            problems.append((pointer("history", h, "outcome"),
+                             f"unknown outcome {entry.outcome!r}; known: {vocabulary(c.OUTCOMES)}"))
         for i, level in enumerate(entry.levels):
             if not known(c.LEVEL_RANK, level):
                 problems.append((pointer("history", h, "levels", i), f"unknown vertebral level {level!r}; {levels_hint}"))

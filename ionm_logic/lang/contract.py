@@ -31,6 +31,7 @@ PROCEDURE_KINDS = "known_procedure_kind"
 REGIONS = "known_region"
 APPROACHES = "known_approach"
 INSTRUMENTATION = "known_instrumentation"
+OUTCOMES = "known_outcome"                     # outcomes a history entry may record
 LEVEL_RANK = "level_rank"                      # (Level, Rank): also the order of levels
 MODALITY = "modality"
 KNOWN_CODE = "known_code"
@@ -52,7 +53,7 @@ REPORT_BASIS = (LINE_MODALITY,) + BASIS_PREDICATES
 # COUNT_LIMIT and APPLIES_POLICY are left out: rule bodies use them.
 READ_BY_PROGRAM = frozenset({
     POLICY_PACK, POLICY_PACK_SOURCE, POLICY_VERSION, POLICY_VERSION_ENDS, PRECEDENCE,
-    PROCEDURE_KINDS, REGIONS, APPROACHES, INSTRUMENTATION, LEVEL_RANK, MODALITY,
+    PROCEDURE_KINDS, REGIONS, APPROACHES, INSTRUMENTATION, OUTCOMES, LEVEL_RANK, MODALITY,
     MODALITY_NAME, CODE_DESCRIPTION, CODE_ALLOWS_MODALITY, KNOWN_CODE, LINE_MODALITY,
     *BASIS_PREDICATES, "surgical_code_description", "monitors", DISPLAY_NAME,
 })
