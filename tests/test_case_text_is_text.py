@@ -106,3 +106,11 @@ def test_over_long_values_are_shortened_in_prose_and_whole_in_json():
             assert max(len(line) for line in out.splitlines()) < 4000, fmt
     result = json.loads(explain(LONG, "--format", "json"))
     assert result["case_id"] == doc["case_id"] and result["lines"][-1]["code"] == long_code
+
+
+def test_query_answers_and_their_proofs_show_case_text_as_text():
+    out = subprocess.run([sys.executable, "-m", "ionm_logic", "query", "billed_line(case, Line, Code)", "--case",
+                          str(ESCAPES), "--why"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert ACTING.search(out.stdout) is None
+    assert "95\\x1b[8m99\\x1b[0m9" in out.stdout

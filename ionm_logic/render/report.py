@@ -165,7 +165,7 @@ def build(decision, detail: str = "short", trees: bool = False) -> list:
             items.append(labelled("Consideration", c["text"]) + refs.mark(c["citations"]) + f" ({c['rule']})")
         for gap in line["missing_documentation"]:
             items.append(labelled("Missing documentation", gap["text"]))
-        heading = (f"{labels[line['pointer']]} ({plain(decision.line_names[line['pointer']], VALUE_LIMIT)}) - "
+        heading = (f"{labels[line['pointer']]} ({plain(decision.line_names[line['pointer']])}) - "
                    f"{HEADLINES[line['determination']]}")
         analysis.append(("h3", heading, line["determination"]))
         analysis.append(("ul", items))
