@@ -114,3 +114,14 @@ def test_query_answers_and_their_proofs_show_case_text_as_text():
     assert out.returncode == 0, out.stderr
     assert ACTING.search(out.stdout) is None
     assert "95\\x1b[8m99\\x1b[0m9" in out.stdout
+
+
+def test_a_reference_marker_in_case_text_links_nowhere():
+    # An unknown code spelled "[2]" is case text: in the HTML page it must not become a link to
+    # reference 2 as the report's own markers do.
+    doc = json.loads((ROOT / "examples" / "alif-plif-l5-s1.json").read_text())
+    doc["services"].append({"code": "[2]", "units": 1})
+    out = subprocess.run([sys.executable, "-m", "ionm_logic", "explain", "-", "--format", "html"],
+                         input=json.dumps(doc), capture_output=True, text=True)
+    items = [li for li in re.findall(r"<li>(.*?)</li>", out.stdout) if "code [2] is not a code" in li]
+    assert items and all('href="#ref-2"' not in li for li in items)

@@ -67,14 +67,16 @@ def esc(text) -> str:
 
 
 def _link_refs(text: str) -> str:
-    """Escape text and turn trailing [1, 2] markers into links to the reference list."""
+    """Escape text and turn its trailing [1, 2] marker into links to the reference list."""
     escaped = esc(text)
 
     def links(match):
         nums = [n.strip() for n in match.group(1).split(",")]
         return "[" + ", ".join(f'<a class="ref" href="#ref-{n}">{n}</a>' for n in nums) + "]"
 
-    return re.sub(r"\[(\d+(?:, \d+)*)\]", links, escaped)
+    # Only the marker the report appends (at the end, or before the rule id) links: a "[1]" in
+    # case text stays text.
+    return re.sub(r"\[(\d+(?:, \d+)*)\](?=(?: \([A-Z][A-Z0-9-]*\))?$)", links, escaped)
 
 
 def _node(node: dict) -> str:
