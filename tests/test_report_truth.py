@@ -1,6 +1,5 @@
 """Every word a report prints is true (issue 12, reviewer): the headline's bullets, undetermined
 lines, the date that decided, the sentences themselves, and why-not's order and wording."""
-import copy
 import json
 import re
 
