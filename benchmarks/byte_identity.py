@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKS = ("commercial-reference", "cms-lcd-l34623", "anthem-cg-surg-104")
+PACKS = ("commercial-reference", "cms-lcd-l34623", "anthem-cg-surg-104", "bcbsa-7.01.58")
 FORMATS = ("json", "text", "markdown", "html", "dot")
 CLI = [sys.executable, "-m", "ionm_logic"]
 

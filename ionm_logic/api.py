@@ -14,10 +14,10 @@ import threading
 from pathlib import Path
 from typing import Optional
 
-from .case import CASE_KEY, PosedCase, parse_case, pose  # noqa: F401 - part of the façade
+from .case import CASE_KEY, LIMITS, PosedCase, parse_case, pose  # noqa: F401 - part of the façade
 from .engine import RulesError, RuleSet, load_rules, shipped_rules_dir  # noqa: F401
 from .engine.engine import Engine, EngineThreadError  # noqa: F401
-from .errors import InputError
+from .errors import InputError, quoted
 from .explain import Decision, check_target, decide, report_details  # noqa: F401
 from .explain import run_query as _run_query
 from .explain import why_not as _why_not
@@ -75,11 +75,13 @@ def read_case(path: str):
     """Read and validate a case file ('-' for standard input)."""
     import sys
 
+    # One byte past the limit is enough to say the case is too long: never read all of it.
     if path == "-":
-        return parse_case(sys.stdin.buffer.read(), "<stdin>")
+        return parse_case(sys.stdin.buffer.read(LIMITS["record_bytes"] + 1), "<stdin>")
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        with open(p, "rb") as fh:
+            raw = fh.read(LIMITS["record_bytes"] + 1)
     except FileNotFoundError:
         raise InputError([("", "no such file")], path) from None
     except IsADirectoryError:
@@ -95,20 +97,29 @@ def parse_date(text: Optional[str], what: str = "--as-of") -> Optional[datetime.
     try:
         return datetime.date.fromisoformat(text)
     except ValueError:
-        raise InputError([("", f"{what} {text!r} is not an ISO date (YYYY-MM-DD)")]) from None
+        raise InputError([("", f"{what} {quoted(text)} is not an ISO date (YYYY-MM-DD)")]) from None
+
+
+def check_payer(kb, payer: Optional[str], what: str = "--payer") -> None:
+    """Reject a payer option that names no policy pack, before any case is read."""
+    from .policy import pack_titles
+
+    titles = pack_titles(kb)
+    if payer is not None and payer not in titles:
+        raise InputError([("", f"{what} {quoted(payer)} is not a policy pack; known packs: {', '.join(sorted(titles))}")])
 
 
 def explain_with_basis(kb, case, *, payer=None, as_of=None, missing: bool = True, proofs: bool = True,
                        source: str = "") -> Decision:
     """The Decision on a validated case: posed (vocabulary checked, policy version chosen),
-    then decided. `proofs=False` (benchmarks only) leaves every proof out."""
+    then decided. `proofs=False` leaves every proof None (batch --detail short; benchmarks)."""
     return decide(kb, pose(case, kb, payer=payer, as_of=as_of, source=source), missing=missing, proofs=proofs)
 
 
-def explain_case(kb, case, *, payer=None, as_of=None, source="") -> Decision:
+def explain_case(kb, case, *, payer=None, as_of=None, source="", proofs: bool = True) -> Decision:
     """explain_with_basis, with every input error naming `source`."""
     try:
-        return explain_with_basis(kb, case, payer=payer, as_of=as_of, source=source)
+        return explain_with_basis(kb, case, payer=payer, as_of=as_of, source=source, proofs=proofs)
     except InputError as exc:
         exc.source = exc.source or source
         raise InputError(exc.problems, exc.source) from None

@@ -1,34 +1,62 @@
-"""Decide many cases: a JSON-lines file or a folder of case files, in order, in worker processes.
+"""Decide many cases: a JSON-lines file, standard input or a folder of case files, in order, in worker processes.
 
 Every input record gives exactly one output record, in input order: a determination/v1 object,
-or an ionm-logic/error/v1 record for a record that cannot be decided. Input is read and output
-written in chunks, so memory does not grow with the input; each worker process holds one
-loaded knowledge base (pyDatalog keeps one per thread, and threads would share the GIL).
+or an ionm-logic/error/v1 record for a record that cannot be decided, each with a `source`
+naming where it came from. Input is read and output written in chunks, so memory does not grow
+with the input; each worker process holds one loaded knowledge base (pyDatalog keeps one per
+thread, and threads would share the GIL).
+
+A run that cannot finish (interrupted, terminated, its output unwritable or closed, a worker
+killed) raises `Aborted` after the output is left holding only complete records, with what was
+written and which records were not decided.
 """
 from __future__ import annotations
 
-import collections
+import contextlib
 import csv
 import io
 import json
 import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import stat
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
-from .errors import InputError
+from .case import LIMITS
+from .errors import InputError, quoted, shorten
 
 ERROR_SCHEMA = "ionm-logic/error/v1"
-CSV_COLUMNS = ["record", "case_id", "payer", "policy_version", "pointer", "code", "modality", "determination",
-               "rules", "overall", "error_pointer", "error"]
+CSV_COLUMNS = ["record", "file", "line", "case_id", "payer", "policy_version", "date_of_service", "pointer", "code",
+               "units", "modality", "determination", "rules", "overall", "error_pointer", "error"]
+CASE_SUFFIX = ".json"  # folder input: compared without case, so UPPER.JSON is a case file too
+
+# Exit statuses of a batch that ends early (0, 1 and 2 are every command's).
+STATUS_BAD_OUTPUT = 2          # the output cannot be written: bad usage, like a missing folder
+STATUS_WORKER_DIED = 1         # not the input's fault: an internal failure
+STATUS_BROKEN_PIPE = 128 + 13  # the reader of the output went away (as if by SIGPIPE)
 
 
 @dataclass(frozen=True)
 class Record:
-    number: int            # 1-based line (JSON lines) or file ordinal (folder)
-    file: Optional[str]    # the case file, for folder input
+    number: int             # 1-based position among the records
+    line: Optional[int]     # the physical line, for JSON-lines input
+    file: Optional[str]     # the case file (folder) or the JSON-lines file's name
     raw: bytes
+    problem: Optional[str] = None  # why the record could not be read (too long, unreadable)
+
+    def where(self) -> str:
+        return f"line {self.line}" if self.line is not None else f"file {shorten(self.file)}"
+
+    def source(self) -> dict:
+        out = {"record": self.number, "file": self.file}
+        if self.line is not None:
+            out["line"] = self.line
+        return out
 
 
 @dataclass
@@ -37,57 +65,229 @@ class Options:
     as_of: Optional[str] = None
     rule_dirs: tuple = ()
     fmt: str = "jsonl"
+    detail: str = "full"    # "short": no proofs in JSON-lines records
 
 
 @dataclass
 class Outcome:
     number: int
-    text: str                        # the output record(s), newline-terminated
+    data: bytes                      # the output record(s), newline-terminated UTF-8
     tally: list = field(default_factory=list)  # (payer, code, determination) per line
     error: bool = False
     internal: bool = False
 
 
-def count_records(path: Path) -> int:
-    if path.is_dir():
-        return sum(1 for p in path.iterdir() if p.suffix == ".json" and p.is_file())
-    with open(path, "rb") as fh:
-        return sum(1 for line in fh if line.strip())
+class Aborted(Exception):
+    """The run stopped before every record was written; `status` is the exit status."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
 
 
-def read_records(path: Path) -> Iterator[Record]:
-    """Records lazily, in order: the non-blank lines of a JSON-lines file, or the *.json files of
-    a folder sorted by name."""
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix == ".json" and p.is_file())
-        for number, file in enumerate(files, 1):
+class _Stop(BaseException):
+    """A stop signal arrived (SIGINT, SIGTERM); BaseException, so no record-level handler eats it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+# ----------------------------------------------------------------------------------- input
+
+class Source:
+    """The batch input: a JSON-lines file, '-' (standard input) or a folder of case files.
+    Opening it checks it can be read; a folder is listed now, before any output exists."""
+
+    def __init__(self, spec: str):
+        self.spec = spec
+        self.skipped = []   # folder entries that are not case files
+        self.files = None
+        self.path = None if spec == "-" else Path(spec)
+        try:
+            if self.path is not None and self.path.is_dir():
+                entries = sorted(self.path.iterdir(), key=lambda p: p.name)
+                self.files = [p for p in entries if p.suffix.lower() == CASE_SUFFIX and p.is_file()]
+                cases = set(self.files)
+                self.skipped = [p.name for p in entries if p not in cases and not p.name.startswith(".")]
+                self.identities = {_identity(os.stat(p)) for p in self.files} | {_identity(os.stat(self.path))}
+            elif self.path is None:
+                self.identities = {_identity(os.fstat(sys.stdin.fileno()))}
+            else:
+                # Kept open: a pipe or FIFO can be opened and read only once.
+                self._fh = open(self.path, "rb")
+                self.identities = {_identity(os.fstat(self._fh.fileno()))}
+        except OSError as exc:
+            raise InputError([("", f"cannot read the input: {exc.strerror}")], spec) from None
+        self.name = "<stdin>" if self.path is None else self.path.name
+
+    def records(self) -> Iterator[Record]:
+        """Records lazily, in order: the non-blank lines of a JSON-lines file, or the case files
+        of a folder sorted by name. A line or file over the byte limit is never read whole."""
+        if self.files is not None:
+            yield from self._folder_records()
+            return
+        if self.path is None:
+            yield from self._line_records(sys.stdin.buffer)
+            return
+        with self._fh as fh:
+            yield from self._line_records(fh)
+
+    def count(self) -> Optional[int]:
+        """How many records there are (None for standard input or a pipe, which can be read only once)."""
+        if self.files is not None:
+            return len(self.files)
+        if self.path is None or not self.path.is_file():
+            return None
+        with open(self.path, "rb") as fh:
+            return sum(1 for _ in self._line_records(fh))
+
+    def _folder_records(self):
+        limit = LIMITS["record_bytes"]
+        for number, file in enumerate(self.files, 1):
+            raw, problem = b"", None
             try:
-                raw = file.read_bytes()
+                with open(file, "rb") as fh:
+                    raw = fh.read(limit + 1)
+                if len(raw) > limit:
+                    raw, problem = b"", f"the case is longer than the limit of {limit:,} bytes"
             except OSError as exc:
-                raw = f"\0unreadable: {exc.strerror}".encode()
-            yield Record(number, file.name, raw)
-        return
-    with open(path, "rb") as fh:
-        for number, line in enumerate(fh, 1):
-            if line.strip():
-                yield Record(number, None, line.rstrip(b"\r\n"))
+                problem = f"cannot read the file: {exc.strerror}"
+            yield Record(number, None, file.name, raw, problem)
 
+    def _line_records(self, fh):
+        limit = LIMITS["record_bytes"]
+        number = 0
+        line_no = 0
+        while True:
+            line = fh.readline(limit + 2)
+            if not line:
+                return
+            line_no += 1
+            problem = None
+            if len(line.rstrip(b"\r\n")) > limit:
+                # Skip the rest of the line in bounded pieces.
+                while not line.endswith(b"\n"):
+                    line = fh.readline(1 << 20)
+                    if not line:
+                        break
+                line, problem = b"x", f"the record is longer than the limit of {limit:,} bytes"
+            if line.strip():
+                number += 1
+                yield Record(number, line_no, self.name, b"" if problem else line.rstrip(b"\r\n"), problem)
+
+
+def open_source(spec: str) -> Source:
+    """The input named on the command line. Another input kind (table files, FHIR Bundles)
+    plugs in here: an object with `records()` (Record objects, each raw a case document),
+    `count()`, `name`, `skipped` and `identities` (what an output must not be)."""
+    return Source(spec)
+
+
+def _identity(st) -> tuple:
+    return (st.st_dev, st.st_ino)
+
+
+# ---------------------------------------------------------------------------------- output
+
+class Sink:
+    """Where records go: a file descriptor written whole records at a time (callers hold stop
+    signals off around each write and its count, _signals_held), so the output never ends inside
+    a record. If a write fails part-way (a full disk), a regular file is cut back to its last
+    complete record."""
+
+    def __init__(self, fd: int, label: str):
+        self.fd = fd
+        self.label = label
+        st = os.fstat(fd)
+        self.regular = stat.S_ISREG(st.st_mode)
+        self.start = os.lseek(fd, 0, os.SEEK_CUR) if self.regular else 0
+        self.committed = 0  # bytes of complete records written
+
+    def write(self, piece: bytes) -> None:
+        """Write one record's bytes completely, or raise OutputFailed with the output holding
+        only the records before it."""
+        try:
+            view = memoryview(piece)
+            while view:
+                view = view[os.write(self.fd, view):]
+            self.committed += len(piece)
+        except OSError as exc:
+            if self.regular:
+                try:
+                    os.ftruncate(self.fd, self.start + self.committed)
+                except OSError:
+                    pass
+            raise OutputFailed(exc) from None
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold SIGINT and SIGTERM off for a block: one arriving meanwhile is raised after it."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class OutputFailed(Exception):
+    def __init__(self, error: OSError):
+        super().__init__(error.strerror)
+        self.error = error
+
+
+def open_output(output: Optional[str], source: Source) -> tuple:
+    """(Sink, close) for `output` (None: standard output), refusing any output that is the
+    input (the same file by any name or link) before anything is opened for writing.
+    Raises ValueError with the problem for an output that cannot be used."""
+    def same_as_input(st):
+        return _identity(st) in source.identities
+
+    if output is None:
+        fd = sys.stdout.fileno()
+        if same_as_input(os.fstat(fd)):
+            raise ValueError("standard output is the input file; write the records elsewhere")
+        sys.stdout.flush()
+        return Sink(fd, "standard output"), lambda: None
+    try:
+        if same_as_input(os.stat(output)):
+            raise ValueError(f"{quoted(output)} is the input; write the records to another file")
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise ValueError(f"cannot write {quoted(output)}: {exc.strerror}") from None
+    try:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    except OSError as exc:
+        raise ValueError(f"cannot write {quoted(output)}: {exc.strerror}") from None
+    return Sink(fd, output), lambda: os.close(fd)
+
+
+# -------------------------------------------------------------------------------- deciding
 
 def _case_id(raw: bytes):
     try:
-        doc = json.loads(raw)
+        doc = json.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     value = doc.get("case_id") if isinstance(doc, dict) else None
-    return value if isinstance(value, str) else None
+    if not isinstance(value, str) or len(value) > LIMITS["name_chars"]:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
 
 
 def error_record(record: Record, pointer: str, message: str) -> dict:
-    out = {"schema": ERROR_SCHEMA, "line": record.number}
-    if record.file is not None:
+    out = {"schema": ERROR_SCHEMA, "line": record.line if record.line is not None else record.number}
+    if record.line is None:
         out["file"] = record.file
     out["case_id"] = _case_id(record.raw)
     out["error"] = {"pointer": pointer, "message": message}
+    out["source"] = record.source()
     return out
 
 
@@ -104,62 +304,95 @@ def _init_worker(options: Options) -> None:
 
 
 def decide_record(record: Record) -> Outcome:
-    """One record's output; never raises for a bad record."""
+    """One record's output; never raises for a bad record, whatever it holds."""
+    options = _WORKER["options"]
+    try:
+        return _decide(record, options)
+    except Exception as exc:  # noqa: BLE001 - one broken record must not stop the batch
+        message = f"internal error: {type(exc).__name__}: {shorten(str(exc), 300)}"
+        return Outcome(record.number, _render_error(error_record(record, "", message), record, options.fmt),
+                       error=True, internal=True)
+
+
+def _decide(record: Record, options: Options) -> Outcome:
     from .api import explain_case
     from .case import parse_case
 
-    options = _WORKER["options"]
     try:
-        if record.raw.startswith(b"\0unreadable: "):
-            raise InputError([("", record.raw[1:].decode())])
+        if record.problem is not None:
+            raise InputError([("", record.problem)])
         case = parse_case(record.raw)
-        result, _basis = explain_case(_WORKER["kb"], case, payer=options.payer, as_of=_WORKER["as_of"])
+        result, _basis = explain_case(_WORKER["kb"], case, payer=options.payer, as_of=_WORKER["as_of"],
+                                      proofs=options.detail == "full")
     except InputError as exc:
         first = exc.first()
         message = "; ".join(f"{p or '(document)'}: {m}" for p, m in exc.problems) if len(exc.problems) > 1 else first["message"]
-        return Outcome(record.number, _render_error(error_record(record, first["pointer"], message), options.fmt),
+        return Outcome(record.number, _render_error(error_record(record, first["pointer"], message), record, options.fmt),
                        error=True)
-    except Exception as exc:  # noqa: BLE001 - one broken record must not stop the batch
-        return Outcome(record.number, _render_error(error_record(record, "", f"internal error: {type(exc).__name__}: {exc}"),
-                                                    options.fmt), error=True, internal=True)
+    if options.detail != "full":
+        _drop_proofs(result)
     tally = [(result["payer"], line["code"], line["determination"]) for line in result["lines"]]
-    return Outcome(record.number, _render_result(record, result, options.fmt), tally)
+    return Outcome(record.number, _render_result(record, case, result, options.fmt), tally)
 
 
-def _render_result(record: Record, result: dict, fmt: str) -> str:
+def _drop_proofs(result: dict) -> None:
+    for line in result["lines"]:
+        for item in line["findings"] + line["considerations"]:
+            item.pop("proof", None)
+    for item in result["observations"]:
+        item.pop("proof", None)
+
+
+def _render_result(record: Record, case, result: dict, fmt: str) -> bytes:
     if fmt == "jsonl":
-        return json.dumps(result, ensure_ascii=False, separators=(",", ":")) + "\n"
+        return _json_line(dict(result, source=record.source()))
     rows = []
     for line in result["lines"]:
-        rows.append([record.number, result["case_id"], result["payer"], result["policy"]["version"], line["pointer"],
-                     line["code"], line["modality"] or "", line["determination"],
-                     ";".join(f["rule"] for f in line["findings"]), result["overall"]["determination"], "", ""])
+        rows.append(_row(record, case_id=result["case_id"], payer=result["payer"],
+                         policy_version=result["policy"]["version"], date_of_service=case.date_of_service.isoformat(),
+                         pointer=line["pointer"], code=line["code"], units=line["units"],
+                         modality=line["modality"] or "", determination=line["determination"],
+                         rules=";".join(f["rule"] for f in line["findings"]), overall=result["overall"]["determination"]))
     return _csv(rows)
 
 
-def _render_error(record: dict, fmt: str) -> str:
+def _render_error(error: dict, record: Record, fmt: str) -> bytes:
     if fmt == "jsonl":
-        return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
-    return _csv([[record["line"], record["case_id"] or "", "", "", "", "", "", "error", "", "",
-                  record["error"]["pointer"], record["error"]["message"]]])
+        return _json_line(error)
+    return _csv([_row(record, case_id=error["case_id"] or "", determination="error",
+                      error_pointer=error["error"]["pointer"], error=error["error"]["message"])])
 
 
-def _csv(rows) -> str:
+def _row(record: Record, **cells) -> list:
+    cells.update(record=record.number, file=record.file, line=record.line if record.line is not None else "")
+    return [cells.get(column, "") for column in CSV_COLUMNS]
+
+
+def _json_line(obj: dict) -> bytes:
+    return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+# A cell a spreadsheet would read as a formula (=, +, -, @, or after a tab or carriage return)
+# is written with a leading apostrophe, which spreadsheets show as text (OWASP CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _csv(rows) -> bytes:
+    # RFC 4180 line ends: the writer then quotes a cell holding a carriage return, which a
+    # reader would otherwise take for the end of the row.
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)
-    return buf.getvalue()
+    csv.writer(buf, lineterminator="\r\n").writerows([[csv_cell(v) for v in row] for row in rows])
+    return buf.getvalue().encode("utf-8")
 
 
-def csv_header() -> str:
+def csv_header() -> bytes:
     return _csv([CSV_COLUMNS])
-
-
-@dataclass
-class Summary:
-    records: int = 0
-    errors: int = 0
-    internal: int = 0
-    tally: Counter = field(default_factory=Counter)
 
 
 def decide_chunk(records: list) -> list:
@@ -177,56 +410,211 @@ def _chunks(records: Iterator[Record], size: int) -> Iterator[list]:
         yield chunk
 
 
-def run(records: Iterator[Record], out, options: Options, jobs: int = 1, chunk: int = 16,
-        progress=None) -> Summary:
-    """Decide every record and write each output record in input order. `out` is a text stream;
-    `progress(n)` is called after each chunk of n records is written.
+# ---------------------------------------------------------------------------------- the run
 
-    With several jobs, chunks go to worker processes while at most a few per worker are in
-    flight: the workers never wait for the writer, and memory stays bounded by the chunks in
-    flight, not by the input."""
+@dataclass
+class Summary:
+    records: int = 0
+    errors: int = 0
+    internal: int = 0
+    tally: Counter = field(default_factory=Counter)
+
+
+class _Writer:
+    """Writes outcomes in order and keeps the summary."""
+
+    def __init__(self, sink: Sink, summary: Summary, progress):
+        self.sink, self.summary, self.progress = sink, summary, progress
+
+    def write(self, outcomes: list) -> None:
+        for outcome in outcomes:
+            with _signals_held():  # a record written is a record counted
+                self.sink.write(outcome.data)
+                self.summary.records += 1
+            self.summary.errors += outcome.error
+            self.summary.internal += outcome.internal
+            self.summary.tally.update(outcome.tally)
+        if self.progress is not None:
+            self.progress(len(outcomes))
+
+
+def run(records: Iterator[Record], sink: Sink, options: Options, jobs: int = 1, chunk: int = 16,
+        progress=None) -> Summary:
+    """Decide every record and write each output record in input order; `progress(n)` is called
+    after each chunk of n records is written. Raises Aborted when the run cannot finish.
+
+    With several jobs, chunks go to worker processes, one chunk per worker at a time and at most
+    a few per worker ahead of the writer: memory stays bounded by the chunks in flight."""
     summary = Summary()
-    if options.fmt == "csv":
-        out.write(csv_header())
-    if jobs <= 1:
-        _init_worker(options)
-        for part in _chunks(records, chunk):
-            _write(decide_chunk(part), out, summary, progress)
-        return summary
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    pool = multiprocessing.get_context(method).Pool(jobs, initializer=_init_worker, initargs=(options,))
+    writer = _Writer(sink, summary, progress)
+    pending = _Pending()
+    handlers = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        pending = collections.deque()
-        for part in _chunks(records, chunk):
-            pending.append(pool.apply_async(decide_chunk, (part,)))
-            while len(pending) >= 4 * jobs:
-                _write(pending.popleft().get(), out, summary, progress)
-        while pending:
-            _write(pending.popleft().get(), out, summary, progress)
+        if options.fmt == "csv":
+            with _signals_held():
+                sink.write(csv_header())
+        if jobs <= 1:
+            _init_worker(options)
+            for part in _chunks(records, chunk):
+                pending.current = part
+                writer.write(decide_chunk(part))
+            pending.current = None
+        else:
+            _run_workers(_chunks(records, chunk), writer, options, jobs, pending)
+    except _Stop as stop:
+        name = "interrupted" if stop.signum == signal.SIGINT else f"stopped by {signal.Signals(stop.signum).name}"
+        raise Aborted(f"{name}; {_left(summary, pending)}", 128 + stop.signum) from None
+    except OutputFailed as failed:
+        if isinstance(failed.error, BrokenPipeError):
+            raise Aborted(f"the reader of {sink.label} went away (broken pipe); {_left(summary, pending)}",
+                          STATUS_BROKEN_PIPE) from None
+        where = "standard output" if sink.label == "standard output" else f"-o/--output {shorten(sink.label)}"
+        raise Aborted(f"{where}: cannot write: {failed.error.strerror}; {_left(summary, pending)}",
+                      STATUS_BAD_OUTPUT) from None
+    except _WorkerDied as died:
+        raise Aborted(f"{died}; {_left(summary, pending)}", STATUS_WORKER_DIED) from None
     finally:
-        pool.terminate()
-        pool.join()
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
     return summary
 
 
-def _write(outcomes: list, out, summary: Summary, progress) -> None:
-    for outcome in outcomes:
-        out.write(outcome.text)
-        summary.records += 1
-        summary.errors += outcome.error
-        summary.internal += outcome.internal
-        summary.tally.update(outcome.tally)
-    out.flush()
-    if progress is not None:
-        progress(len(outcomes))
+def _raise_stop(signum, _frame):
+    raise _Stop(signum)
+
+
+@dataclass
+class _Pending:
+    """The first records not yet written, for saying what was not decided."""
+    current: Optional[list] = None
+
+
+def _left(summary: Summary, pending: _Pending) -> str:
+    # Records are numbered in input order and written in that order: the first one not
+    # written is the next number, and it is in the chunk being decided or written.
+    done = f"{summary.records} record(s) written, each complete"
+    first = next((r for r in pending.current or () if r.number == summary.records + 1), None)
+    if first is not None:
+        return f"{done}; record {first.number} ({first.where()}) and every record after it were not decided"
+    return f"{done}; every record after record {summary.records} was not decided"
+
+
+class _WorkerDied(Exception):
+    pass
+
+
+class _Worker:
+    def __init__(self, ctx, options: Options):
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker_main, args=(child, options), daemon=True)
+        self.process.start()
+        child.close()
+        self.task = None  # (seq, records) being decided
+
+
+def _worker_main(conn, options: Options) -> None:
+    """A worker: decide chunks until told to stop. Stop signals are the parent's to handle."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        _init_worker(options)
+        while True:
+            task = conn.recv()
+            if task is None:
+                break
+            seq, records = task
+            conn.send((seq, decide_chunk(records)))
+    except (EOFError, OSError):
+        pass  # the parent is gone: nothing to report to
+
+
+def _run_workers(chunks: Iterator[list], writer: _Writer, options: Options, jobs: int, pending: _Pending) -> None:
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    ctx = multiprocessing.get_context(method)
+    workers = []
+    try:
+        # Workers start with stop signals held off, so none arrives before they ignore them.
+        with _signals_held():
+            for _ in range(jobs):
+                workers.append(_Worker(ctx, options))
+        _schedule(chunks, writer, workers, jobs, pending)
+        for w in workers:
+            w.conn.send(None)
+        for w in workers:
+            w.process.join(5)
+    finally:
+        for w in workers:
+            if w.process.is_alive():
+                w.process.terminate()
+        for w in workers:
+            w.process.join(1)
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join()
+            w.conn.close()
+
+
+def _schedule(chunks, writer: _Writer, workers: list, jobs: int, pending: _Pending) -> None:
+    # One chunk per worker at a time: a worker is only sent a chunk while it waits for one, so
+    # parent and worker never both block sending to each other.
+    done, waiting = {}, {}   # seq -> outcomes decided / records not yet written
+    next_seq = next_write = 0
+    exhausted = False
+    while True:
+        for w in workers:
+            if w.task is None and not exhausted and next_seq - next_write < 4 * jobs:
+                part = next(chunks, None)
+                if part is None:
+                    exhausted = True
+                    break
+                w.task = (next_seq, part)
+                waiting[next_seq] = part
+                next_seq += 1
+                try:
+                    w.conn.send(w.task)
+                except OSError:
+                    raise _WorkerDied(_death(w)) from None
+        while next_write in done:
+            pending.current = waiting[next_write]
+            writer.write(done.pop(next_write))
+            del waiting[next_write]
+            next_write += 1
+        pending.current = waiting.get(next_write)
+        busy = [w for w in workers if w.task is not None]
+        if not busy:
+            if exhausted:
+                return
+            continue
+        ready = multiprocessing.connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+        for w in busy:
+            if w.conn in ready or w.conn.poll():
+                try:
+                    seq, outcomes = w.conn.recv()
+                except (EOFError, OSError):
+                    raise _WorkerDied(_death(w)) from None
+                done[seq] = outcomes
+                w.task = None
+            elif w.process.sentinel in ready:
+                raise _WorkerDied(_death(w))
+
+
+def _death(w: _Worker) -> str:
+    w.process.join(1)
+    code = w.process.exitcode
+    how = f"was killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exited ({code})"
+    records = w.task[1]
+    return (f"worker process {w.process.pid} {how} while deciding records {records[0].number}-{records[-1].number} "
+            f"({records[0].where()} to {records[-1].where()})")
 
 
 def summary_rows(summary: Summary):
-    """(headers, rows) of headline counts by payer and code."""
+    """(headers, rows) of headline counts by payer and code; long values shortened, so one
+    odd code cannot widen the table."""
     from .lang.contract import DETERMINATIONS
 
     heads = list(DETERMINATIONS) + ["undetermined"]
     used = [h for h in heads if any(k[2] == h for k in summary.tally)]
     keys = sorted({(p, c) for p, c, _d in summary.tally})
-    rows = [[p, c] + [summary.tally[(p, c, h)] for h in used] for p, c in keys]
+    rows = [[shorten(p, 40), shorten(c, 20)] + [summary.tally[(p, c, h)] for h in used] for p, c in keys]
     return ["payer", "code"] + used, rows

@@ -9,18 +9,45 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from dataclasses import dataclass
-from typing import List, Literal, Optional
+from typing import Annotated, List, Literal, Optional, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
 
 from . import policy as policies
-from .errors import InputError, pointer
+from .errors import InputError, pointer, quoted
 from .lang import contract as c
 
 CASE_SCHEMA = "ionm-logic/case/v1"
 # The value standing for the case in every case fact (the first argument of case predicates).
 CASE_KEY = "case"
+
+# Input limits: beyond them a case is an input error naming the field, so that no one field can
+# make a case cost more than its size (README, "Input limits"). Generous for any real case.
+LIMITS = {
+    "record_bytes": 1_000_000,   # one case file, or one JSON-lines record
+    "depth": 16,                 # nesting of objects and lists (a case file uses 4)
+    "code_chars": 64,            # a service, surgical or diagnosis code (ICD-10-CM is 8 at most)
+    "name_chars": 200,           # case_id, payer and every vocabulary value (kind, level, ...)
+    "text_chars": 10_000,        # a free-text field (description, diagnosis text, note, ...)
+    "services": 100,             # service lines per case
+    "list_items": 100,           # any other list: codes, levels, diagnoses, history, interventions
+}
+
+T = TypeVar("T")
+
+
+def _null_is_empty(value):
+    # Table and SQL exports write null for an empty list; null means "none documented".
+    return [] if value is None else value
+
+
+# A list field: null reads as empty, and it holds at most `list_items` values.
+NullableList = Annotated[List[T], BeforeValidator(_null_is_empty), Field(max_length=LIMITS["list_items"])]
+Code = Annotated[str, StringConstraints(min_length=1, max_length=LIMITS["code_chars"])]
+Name = Annotated[str, StringConstraints(max_length=LIMITS["name_chars"])]
+Text = Annotated[str, StringConstraints(max_length=LIMITS["text_chars"])]
 
 
 class _Strict(BaseModel):
@@ -29,22 +56,26 @@ class _Strict(BaseModel):
 
 class Patient(_Strict):
     age: Optional[int] = Field(default=None, ge=0, le=150)
-    sex: Optional[str] = None
+    sex: Optional[Name] = None
 
 
 class Procedure(_Strict):
-    description: Optional[str] = None
-    codes: List[str] = Field(default_factory=list)
-    kind: str
-    region: str
-    approaches: List[str] = Field(default_factory=list)
-    levels: List[str] = Field(default_factory=list)
-    instrumentation: List[str] = Field(default_factory=list)
+    description: Optional[Text] = None
+    codes: NullableList[Code] = Field(default_factory=list)
+    kind: Name
+    region: Name
+    approaches: NullableList[Name] = Field(default_factory=list)
+    levels: NullableList[Name] = Field(default_factory=list)
+    instrumentation: NullableList[Name] = Field(default_factory=list)
+    near_eloquent_cortex: Optional[bool] = None
+    cranial_nerve_tumor: Optional[bool] = None
+    high_risk_thyroid: Optional[bool] = None
+    anesthesia_minutes: Optional[int] = Field(default=None, ge=1)
 
 
 class Diagnosis(_Strict):
-    code: str = Field(min_length=1)
-    text: Optional[str] = None
+    code: Code
+    text: Optional[Text] = None
 
 
 class Clinical(_Strict):
@@ -52,54 +83,57 @@ class Clinical(_Strict):
     radiculopathy: Optional[bool] = None
     neurological_deficit: Optional[bool] = None
     tethered_cord: Optional[bool] = None
-    conus_level: Optional[str] = None
+    conus_level: Optional[Name] = None
 
 
 class HistoryEntry(_Strict):
-    procedure: str
-    levels: List[str] = Field(default_factory=list)
-    outcome: Optional[str] = None
+    procedure: Name
+    levels: NullableList[Name] = Field(default_factory=list)
+    outcome: Optional[Name] = None
 
 
 class Professional(_Strict):
     member_of_surgical_team: Optional[bool] = None
     real_time: Optional[bool] = None
     concurrent_cases: Optional[int] = Field(default=None, ge=1)
+    exclusive_minutes: Optional[int] = Field(default=None, ge=1)
 
 
 class Report(_Strict):
     findings: Optional[Literal["normal", "changes"]] = None
-    interventions: List[str] = Field(default_factory=list)
+    interventions: NullableList[Text] = Field(default_factory=list)
 
 
 class Monitoring(_Strict):
     setting: Optional[Literal["in_room", "remote"]] = None
     technologist_in_room: Optional[bool] = None
+    minutes: Optional[int] = Field(default=None, ge=1)
     professional: Professional = Field(default_factory=Professional)
     report: Report = Field(default_factory=Report)
-    note: Optional[str] = None
+    note: Optional[Text] = None
 
 
 class Service(_Strict):
-    code: str = Field(min_length=1)
+    code: Code
     units: int = Field(default=1, ge=1)
-    modality: Optional[str] = None
+    modality: Optional[Name] = None
 
 
 class Case(_Strict):
     """A surgical case with the IONM service lines under review (case file v1)."""
 
     schema_: Literal["ionm-logic/case/v1"] = Field(alias="schema")
-    case_id: str
-    payer: Optional[str] = None
+    case_id: Name
+    payer: Optional[Name] = None
     date_of_service: datetime.date
     patient: Optional[Patient] = None
     procedure: Procedure
-    diagnoses: List[Diagnosis] = Field(default_factory=list)
+    diagnoses: NullableList[Diagnosis] = Field(default_factory=list)
     clinical: Clinical = Field(default_factory=Clinical)
-    history: List[HistoryEntry] = Field(default_factory=list)
+    history: NullableList[HistoryEntry] = Field(default_factory=list)
     monitoring: Monitoring = Field(default_factory=Monitoring)
-    services: List[Service] = Field(min_length=1)
+    services: Annotated[List[Service], BeforeValidator(_null_is_empty),
+                        Field(min_length=1, max_length=LIMITS["services"])]
 
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
@@ -122,6 +156,12 @@ FIELD_DESCRIPTIONS = {
     "procedure.approaches": "Surgical approaches: anterior, posterior, lateral.",
     "procedure.levels": "Vertebral levels operated, e.g. [\"L5\", \"S1\"]; required for a spinal procedure.",
     "procedure.instrumentation": "Instrumentation placed: pedicle_screws, interbody_device, plate, rods.",
+    "procedure.near_eloquent_cortex": "Whether the resection is near eloquent (motor) cortex and needs mapping "
+                                      "(null: not documented).",
+    "procedure.cranial_nerve_tumor": "Whether the tumor involves cranial nerves (null: not documented).",
+    "procedure.high_risk_thyroid": "Whether the thyroid surgery is high risk for the recurrent laryngeal nerve "
+                                   "(null: not documented).",
+    "procedure.anesthesia_minutes": "Minutes of anesthesia (an integer, 1 or more; null: not documented).",
     "diagnoses": "ICD-10-CM diagnoses of the case.",
     "diagnoses.code": "ICD-10-CM code.",
     "diagnoses.text": "The diagnosis in words, shown only.",
@@ -149,6 +189,9 @@ FIELD_DESCRIPTIONS = {
     "monitoring.report.findings": "The monitoring findings: normal or changes (null: not documented).",
     "monitoring.report.interventions": "Surgical changes made because of monitoring.",
     "monitoring.note": "Free text, shown only.",
+    "monitoring.minutes": "Minutes of monitoring (an integer, 1 or more; null: not documented).",
+    "monitoring.professional.exclusive_minutes": "Minutes the interpreting professional gave this patient alone "
+                                                 "while covering concurrent cases (null: not documented).",
     "services": "The IONM service lines under review (at least one).",
     "services.code": "The billed IONM code (CPT/HCPCS); an unknown code without a modality is undetermined.",
     "services.units": "Units billed (an integer, 1 or more; default 1).",
@@ -163,7 +206,7 @@ def _describe(schema: dict) -> None:
 
     def target(node):
         ref = node.get("$ref") or next((a["$ref"] for a in node.get("anyOf", []) if "$ref" in a), None)
-        if ref is None and node.get("type") == "array":
+        if ref is None and "items" in node:
             ref = node.get("items", {}).get("$ref")
         return defs[ref.rsplit("/", 1)[1]] if ref else None
 
@@ -186,6 +229,10 @@ def json_schema(kb=None) -> dict:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = CASE_SCHEMA
     _describe(schema)
+    for props in [schema["properties"]] + [d["properties"] for d in schema["$defs"].values()]:
+        for name, prop in props.items():
+            if prop.get("type") == "array" and name != "services":
+                prop["type"] = ["array", "null"]  # null reads as an empty list
     if kb is None:
         return schema
     defs = schema["$defs"]
@@ -216,6 +263,8 @@ _PLAIN = {
 
 def parse_case(raw, source: str = "") -> Case:
     """Validate case JSON (bytes or str); raise InputError naming each bad field."""
+    if len(raw) > LIMITS["record_bytes"]:
+        raise InputError([("", f"the case is longer than the limit of {LIMITS['record_bytes']:,} bytes")], source)
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
@@ -229,8 +278,9 @@ def parse_case(raw, source: str = "") -> Case:
         raise InputError([("", f"not valid JSON: {exc}")], source) from None
     if not isinstance(doc, dict):
         raise InputError([("", f"expected a JSON object, got {type(doc).__name__}")], source)
+    _check_text(doc, source)
     if "schema" in doc and doc["schema"] != CASE_SCHEMA:
-        raise InputError([("/schema", f"unsupported schema {doc['schema']!r}; expected {CASE_SCHEMA!r}")], source)
+        raise InputError([("/schema", f"unsupported schema {quoted(doc['schema'])}; expected {CASE_SCHEMA!r}")], source)
     try:
         return Case.model_validate_json(raw)
     except ValidationError as exc:
@@ -241,6 +291,30 @@ def parse_case(raw, source: str = "") -> Case:
         raise InputError(problems, source) from None
     except RecursionError:
         raise InputError([("", "the document is nested too deeply")], source) from None
+
+
+def _check_text(doc, source: str) -> None:
+    """Reject nesting deeper than the limit and strings that are not Unicode text (a lone
+    surrogate such as "\\ud800" can be neither decided nor echoed): one walk, linear in size."""
+    stack = [(doc, (), 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > LIMITS["depth"]:
+            raise InputError([(pointer(*path), f"nested more than {LIMITS['depth']} levels deep")], source)
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if _SURROGATE.search(key):
+                    raise InputError([(pointer(*path), "a field name is not Unicode text (it holds a lone surrogate)")],
+                                     source)
+                stack.append((item, path + (key,), depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, path + (i,), depth + 1) for i, item in enumerate(value))
+        elif isinstance(value, str) and _SURROGATE.search(value):
+            raise InputError([(pointer(*path), "not Unicode text: it holds a lone surrogate "
+                                               f"(\\u{ord(_SURROGATE.search(value).group()):04x})")], source)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def check_vocabulary(case: Case, kb, source: str = "") -> None:
@@ -255,37 +329,37 @@ def check_vocabulary(case: Case, kb, source: str = "") -> None:
 
     proc = case.procedure
     if not known(c.PROCEDURE_KINDS, proc.kind):
-        problems.append(("/procedure/kind", f"unknown procedure kind {proc.kind!r}; known: {vocabulary(c.PROCEDURE_KINDS)}"))
+        problems.append(("/procedure/kind", f"unknown procedure kind {quoted(proc.kind)}; known: {vocabulary(c.PROCEDURE_KINDS)}"))
     if not known(c.REGIONS, proc.region):
-        problems.append(("/procedure/region", f"unknown region {proc.region!r}; known: {vocabulary(c.REGIONS)}"))
+        problems.append(("/procedure/region", f"unknown region {quoted(proc.region)}; known: {vocabulary(c.REGIONS)}"))
     for i, approach in enumerate(proc.approaches):
         if not known(c.APPROACHES, approach):
-            problems.append((pointer("procedure", "approaches", i), f"unknown approach {approach!r}; known: {vocabulary(c.APPROACHES)}"))
+            problems.append((pointer("procedure", "approaches", i), f"unknown approach {quoted(approach)}; known: {vocabulary(c.APPROACHES)}"))
     for i, device in enumerate(proc.instrumentation):
         if not known(c.INSTRUMENTATION, device):
             problems.append((pointer("procedure", "instrumentation", i),
-                             f"unknown instrumentation {device!r}; known: {vocabulary(c.INSTRUMENTATION)}"))
+                             f"unknown instrumentation {quoted(device)}; known: {vocabulary(c.INSTRUMENTATION)}"))
     levels_hint = "vertebral levels are C1-C7, T1-T12, L1-L5, S1-S5"
     for i, level in enumerate(proc.levels):
         if not known(c.LEVEL_RANK, level):
-            problems.append((pointer("procedure", "levels", i), f"unknown vertebral level {level!r}; {levels_hint}"))
+            problems.append((pointer("procedure", "levels", i), f"unknown vertebral level {quoted(level)}; {levels_hint}"))
     if proc.region == "spine" and not proc.levels:
         problems.append(("/procedure/levels", "a spinal procedure must list its operated levels"))
     if case.clinical.conus_level is not None and not known(c.LEVEL_RANK, case.clinical.conus_level):
-        problems.append(("/clinical/conus_level", f"unknown vertebral level {case.clinical.conus_level!r}; {levels_hint}"))
+        problems.append(("/clinical/conus_level", f"unknown vertebral level {quoted(case.clinical.conus_level)}; {levels_hint}"))
     for h, entry in enumerate(case.history):
         if entry.outcome is not None and not known(c.OUTCOMES, entry.outcome):
             problems.append((pointer("history", h, "outcome"),
-                             f"unknown outcome {entry.outcome!r}; known: {vocabulary(c.OUTCOMES)}"))
+                             f"unknown outcome {quoted(entry.outcome)}; known: {vocabulary(c.OUTCOMES)}"))
         for i, level in enumerate(entry.levels):
             if not known(c.LEVEL_RANK, level):
-                problems.append((pointer("history", h, "levels", i), f"unknown vertebral level {level!r}; {levels_hint}"))
+                problems.append((pointer("history", h, "levels", i), f"unknown vertebral level {quoted(level)}; {levels_hint}"))
     for i, service in enumerate(case.services):
         if service.modality is None:
             continue
         where = pointer("services", i, "modality")
         if not known(c.MODALITY, service.modality):
-            problems.append((where, f"unknown modality {service.modality!r}; known: {vocabulary(c.MODALITY)}"))
+            problems.append((where, f"unknown modality {quoted(service.modality)}; known: {vocabulary(c.MODALITY)}"))
         elif known(c.KNOWN_CODE, service.code) and not kb.values(c.CODE_ALLOWS_MODALITY, service.code, service.modality):
             allowed = ", ".join(m for _c, m in kb.values(c.CODE_ALLOWS_MODALITY, service.code, None))
             problems.append((where, f"code {service.code} cannot be billed for {service.modality}; it allows: {allowed}"))
@@ -332,6 +406,16 @@ def _procedure(case, key, add):
         add(CaseFact("uses_approach", (key, approach), pointer("procedure", "approaches", i)))
     for i, device in enumerate(proc.instrumentation):
         add(CaseFact("uses_instrumentation", (key, device), pointer("procedure", "instrumentation", i)))
+    for sign in PROCEDURE_SIGNS:
+        value = getattr(proc, sign)
+        if value is not None:
+            add(CaseFact("procedure_sign", (key, sign, _flag(value)), pointer("procedure", sign)))
+    if proc.anesthesia_minutes is not None:
+        add(CaseFact("anesthesia_minutes", (key, proc.anesthesia_minutes), "/procedure/anesthesia_minutes"))
+
+
+# The procedure's true/false/null flags (case/v1 additions of domain.md §8.9).
+PROCEDURE_SIGNS = ("near_eloquent_cortex", "cranial_nerve_tumor", "high_risk_thyroid")
 
 
 def _diagnoses(case, key, add):
@@ -375,7 +459,12 @@ def _monitoring(case, key, add):
         add(CaseFact("monitoring_setting", (key, mon.setting), "/monitoring/setting"))
     if mon.technologist_in_room is not None:
         add(CaseFact("technologist_in_room", (key, _flag(mon.technologist_in_room)), "/monitoring/technologist_in_room"))
+    if mon.minutes is not None:
+        add(CaseFact("monitoring_minutes", (key, mon.minutes), "/monitoring/minutes"))
     prof = mon.professional
+    if prof.exclusive_minutes is not None:
+        add(CaseFact("professional_exclusive_minutes", (key, prof.exclusive_minutes),
+                     "/monitoring/professional/exclusive_minutes"))
     if prof.member_of_surgical_team is not None:
         add(CaseFact("professional_on_surgical_team", (key, _flag(prof.member_of_surgical_team)),
                      "/monitoring/professional/member_of_surgical_team"))
@@ -419,8 +508,15 @@ class Documentable:
     question: str
 
 
-# `conus_level` is left out: it has a stated default (the anatomy rules' last cord level).
+# `conus_level` is left out: it has a stated default (the anatomy rules' last cord level); minutes
+# (`monitoring.minutes`, `procedure.anesthesia_minutes`, `exclusive_minutes`) are not guessed.
 DOCUMENTABLE = (
+    Documentable(("procedure", "near_eloquent_cortex"), (True, False),
+                 "whether the resection lies near eloquent (motor) cortex"),
+    Documentable(("procedure", "cranial_nerve_tumor"), (True, False),
+                 "whether the tumor is a cranial-nerve neuroma or cranial-base lesion"),
+    Documentable(("procedure", "high_risk_thyroid"), (True, False),
+                 "whether the thyroid or parathyroid surgery is high-risk (total, repeat, cancer, retrosternal or giant goiter)"),
     Documentable(("clinical", "myelopathy"), (True, False), "whether the patient has myelopathy"),
     Documentable(("clinical", "radiculopathy"), (True, False), "whether the patient has radiculopathy"),
     Documentable(("clinical", "neurological_deficit"), (True, False), "whether the patient has a neurological deficit"),

@@ -11,7 +11,7 @@ from tabulate import tabulate
 from . import api
 from .case import json_schema
 from .engine import RulesError
-from .errors import InputError
+from .errors import InputError, shorten
 
 RULES_OPTION = click.option("--rules", "rule_dirs", multiple=True, type=click.Path(),
                             help="A folder of your own rule files, loaded after the shipped ones (repeatable).")
@@ -33,8 +33,13 @@ class Group(click.Group):
             sys.exit(2)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted", err=True)
+            sys.exit(130)
         except BrokenPipeError:
-            sys.exit(1)
+            # The reader of the output went away (`... | head`): not an internal error.
+            _silence_stdout()
+            sys.exit(141)
         except Exception as exc:  # noqa: BLE001 - the last line of defence
             if os.environ.get("IONM_LOGIC_DEBUG"):
                 raise
@@ -101,50 +106,83 @@ def diff(case_file, payers, dates, fmt, rule_dirs):
 
 
 @main.command()
-@click.argument("source", metavar="CASES.jsonl|DIR", type=click.Path(exists=True))
-@click.option("-o", "--output", type=click.Path(), help="Write records here instead of standard output.")
+@click.argument("source", metavar="CASES.jsonl|DIR|-", type=click.Path(exists=True, allow_dash=True))
+@click.option("-o", "--output", metavar="OUT", help="Write records here instead of standard output (never the input).")
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Worker processes (output is the same for any number).")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("--detail", type=click.Choice(["full", "short"]), default="full", show_default=True,
+              help="short leaves every proof out of JSON-lines records (a finding keeps its rule, text and "
+                   "citations); CSV never holds proofs.")
 @click.option("--payer", help="Policy pack for every case (overrides each case's payer).")
 @click.option("--as-of", help="Decide every case under the version in force on this date.")
 @RULES_OPTION
-def batch(source, output, jobs, fmt, payer, as_of, rule_dirs):
-    """Decide every case of a JSON-lines file or a folder of case files, in order.
+def batch(source, output, jobs, fmt, detail, payer, as_of, rule_dirs):
+    """Decide every case of a JSON-lines file (- for standard input) or a folder of case files
+    (*.json, any case), in order.
 
     One output record per input record: a determination, or an ionm-logic/error/v1 record for
-    a case that cannot be decided (the others still run). A summary goes to standard error."""
-    from pathlib import Path
+    a case that cannot be decided (the others still run), each with a "source" naming its record
+    number and file. A summary goes to standard error; a progress bar too, on a terminal, unless
+    the records go to that terminal.
 
+    Exit status: 0 every record written (bad cases as error records); 1 internal error (an
+    error record says which case) or a worker process that died; 2 bad options, an unreadable
+    input or an output that cannot be written (a missing folder, a directory, a full disk);
+    128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM, 141 the reader of the output went away).
+    A run that stops early leaves only complete records and says which were not decided."""
     from . import batch as batching
 
     api.parse_date(as_of)
-    api.knowledge_base(rule_dirs)  # bad --rules stop here, before any output
-    path = Path(source)
-    options = batching.Options(payer=payer, as_of=as_of, rule_dirs=tuple(rule_dirs), fmt=fmt)
-    records = batching.read_records(path)
-    stream = open(output, "w", encoding="utf-8", newline="") if output else click.get_text_stream("stdout")
-    bar = None
+    kb = api.knowledge_base(rule_dirs)  # bad --rules stop here, before any output
+    api.check_payer(kb, payer)
+    inputs = batching.open_source(source)
     try:
-        if sys.stderr.isatty():
-            bar = click.progressbar(length=batching.count_records(path), label="deciding", file=sys.stderr)
+        sink, close = batching.open_output(output, inputs)
+    except ValueError as exc:
+        if output is None:
+            raise InputError([("", str(exc))]) from None
+        raise click.BadParameter(str(exc), param_hint="'-o' / '--output'") from None
+    options = batching.Options(payer=payer, as_of=as_of, rule_dirs=tuple(rule_dirs), fmt=fmt, detail=detail)
+    bar = None
+    # The bar shares a terminal with the records only if they go to standard output there.
+    if sys.stderr.isatty() and (output is not None or not sys.stdout.isatty()):
+        total = inputs.count()
+        if total is not None:
+            bar = click.progressbar(length=total, label="deciding", file=sys.stderr)
             bar.__enter__()
-        summary = batching.run(records, stream, options, jobs=jobs, progress=bar.update if bar else None)
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted: every record written so far is complete", err=True)
-        sys.exit(130)
+    try:
+        summary = batching.run(inputs.records(), sink, options, jobs=jobs, progress=bar.update if bar else None)
+    except batching.Aborted as exc:
+        if bar is not None:
+            click.echo("", err=True)
+        click.echo(f"error: {exc}", err=True)
+        if exc.status == batching.STATUS_BROKEN_PIPE:
+            _silence_stdout()
+        sys.exit(exc.status)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
-        if output:
-            stream.close()
+        close()
     headers, rows = batching.summary_rows(summary)
     if rows:
         click.echo(tabulate(rows, headers=headers), err=True)
+    if inputs.skipped:
+        click.echo(f"skipped {len(inputs.skipped)} file(s) that are not *.json: "
+                   f"{', '.join(shorten(n, 40) for n in inputs.skipped[:5])}{' ...' if len(inputs.skipped) > 5 else ''}",
+                   err=True)
     click.echo(f"{summary.records} record(s), {summary.records - summary.errors} decided, "
                f"{summary.errors} error(s)", err=True)
     if summary.internal:
         sys.exit(1)
+
+
+def _silence_stdout() -> None:
+    # Standard output is a closed pipe: point it at /dev/null so the interpreter's exit flush
+    # has nowhere to fail.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 @main.command()
@@ -158,16 +196,25 @@ def schema(rule_dirs):
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @RULES_OPTION
 def policies(fmt, rule_dirs):
-    """List the policy packs, their versions and the dates each is in force."""
+    """List the policy packs, their versions, the dates each is in force, and the scope each encodes."""
     from .policy import version_rows
 
     rows = version_rows(api.knowledge_base(rule_dirs))
+    scopes = {r["pack"]: r["scope"] for r in rows}
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return
     click.echo(tabulate([[r["pack"], r["version"], r["in_force"][0], r["in_force"][1] or "open", r["title"],
                           r["sources"]] for r in rows],
                         headers=["Pack", "Version", "From", "To", "Title", "Sources"]))
+    for pack, scope in scopes.items():
+        encoded = ", ".join(c.replace("_", " ") for c in scope["encoded_classes"]) or "none"
+        modalities = ", ".join(scope["encoded_modalities"])
+        click.echo(f"\n{pack} encodes in full: {encoded}" + (f"; every use of {modalities}" if modalities else ""))
+        for gap in scope["not_encoded"]:
+            click.echo(f"  not encoded: {gap['class'].replace('_', ' ')} — {gap['reason']}")
+        if scope["elsewhere"]:
+            click.echo(f"  elsewhere: {scope['elsewhere']}")
 
 
 @main.command()

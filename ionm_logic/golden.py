@@ -17,6 +17,7 @@ A golden file (YAML or JSON) holds one case or a list of them:
           considerations: [CONS-ALIF-VASCULAR-RISK]
           missing: ["/monitoring/professional/concurrent_cases"]  # pointers named
           phrases: ["below the end of the cord"]  # text that must appear in a finding
+          reason: ["is not encoded"]    # text that must appear in an undetermined line's reason
       observations: [OBS-AXIAL-PAIN-ONLY]
       not_observations: []
 """
@@ -143,6 +144,9 @@ def compare(result: dict, expect: dict) -> list:
         for phrase in spec.get("phrases", []):
             if phrase.lower() not in texts.lower():
                 failures.append(f"{label}: expected the phrase {phrase!r} in a finding")
+        for phrase in spec.get("reason", []):
+            if phrase.lower() not in line.get("reason", "").lower():
+                failures.append(f"{label}: expected the phrase {phrase!r} in the reason, got {line.get('reason')!r}")
     _members(failures, "case", "observation", [o["rule"] for o in result["observations"]],
              expect.get("observations", []), expect.get("not_observations", []))
     return failures

@@ -5,7 +5,7 @@ import datetime
 from dataclasses import dataclass
 from typing import Optional
 
-from .errors import InputError
+from .errors import InputError, quoted
 from .lang import contract as c
 
 
@@ -27,11 +27,24 @@ def _date(text: str, where: str) -> datetime.date:
     try:
         return datetime.date.fromisoformat(text)
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: {text!r} is not an ISO date") from None
+        raise ValueError(f"{where}: {quoted(text)} is not an ISO date") from None
 
 
 def pack_titles(kb) -> dict:
     return {pack: title for pack, title in kb.values(c.POLICY_PACK, None, None)}
+
+
+def pack_scope(kb, pack: str) -> dict:
+    """What the pack declares it encodes in full (domain.md §8.1), read from its scope facts: the
+    procedure classes and modalities, the classes it leaves unencoded with the reason, and the
+    note for any other procedure."""
+    notes = [reason for _p, reason in kb.values(c.SCOPE_NOTE, pack, None)]
+    return {
+        "encoded_classes": [cls for _p, cls in kb.values(c.ENCODES_CLASS, pack, None)],
+        "encoded_modalities": [m for _p, m in kb.values(c.ENCODES_MODALITY, pack, None)],
+        "not_encoded": [{"class": cls, "reason": r} for _p, cls, r in kb.values(c.LEAVES_CLASS_UNENCODED, pack, None, None)],
+        "elsewhere": notes[0] if notes else None,
+    }
 
 
 def versions(kb, pack: str) -> list:
@@ -49,13 +62,13 @@ def versions(kb, pack: str) -> list:
 
 
 def version_rows(kb) -> list:
-    """Every pack's versions as rows: pack, title, version, in_force window, sources."""
+    """Every pack's versions as rows: pack, title, version, in_force window, sources, encoded scope."""
     rows = []
     for pack, title in sorted(pack_titles(kb).items()):
         sources = ", ".join(cite for _p, cite in kb.values(c.POLICY_PACK_SOURCE, pack, None))
         for v in versions(kb, pack):
             rows.append({"pack": pack, "title": title, "version": v.version, "in_force": v.window(),
-                         "sources": sources})
+                         "sources": sources, "scope": pack_scope(kb, pack)})
     return rows
 
 
@@ -65,7 +78,7 @@ def select(kb, pack: Optional[str], day: datetime.date, pack_pointer: str = "/pa
     if not pack:
         raise InputError([(pack_pointer, "no payer: give the case a payer or pass --payer")])
     if pack not in titles:
-        raise InputError([(pack_pointer, f"unknown policy pack {pack!r}; known packs: {', '.join(sorted(titles))}")])
+        raise InputError([(pack_pointer, f"unknown policy pack {quoted(pack)}; known packs: {', '.join(sorted(titles))}")])
     found = versions(kb, pack)
     for version in found:
         if version.in_force(day):

@@ -7,9 +7,10 @@ AT_OR_ABOVE_L1 = LEVELS[: LEVELS.index("L1") + 1]
 SPINE_KINDS = ["fusion", "decompression", "discectomy", "deformity_correction", "tumor_resection"]
 OTHER = [("endarterectomy", "vascular"), ("craniotomy", "vascular"), ("posterior_fossa", "cranial"),
          ("tumor_resection", "cranial"), ("thyroidectomy", "neck"), ("aortic_repair", "vascular"),
-         ("peripheral_nerve", "peripheral")]
+         ("peripheral_nerve", "peripheral"), ("epilepsy_surgery", "cranial"),
+         ("microvascular_decompression", "cranial"), ("craniotomy", "cranial")]
 DIAGNOSES = ["M51.36", "M51.360", "M54.50", "M54.16", "M51.17", "M47.12", "M50.00", "M48.062", "Q06.8", "M41.26",
-             "Z98.1"]
+             "Z98.1", "G95.20", "M48.82", "S32.010A"]  # the last three: cord compression, OPLL, fracture (§8)
 SERVICES = [("95938", None), ("95939", None), ("95861", None), ("95861", "triggered_emg"), ("95937", None),
             ("95955", None), ("95941", None), ("95940", None), ("G0453", None), ("92585", None), ("95867", None),
             ("95999", None), ("95999", "train_of_four"), ("95930", None)]
@@ -36,6 +37,10 @@ def cases(draw, levels=st.lists(st.sampled_from(LEVELS), min_size=1, max_size=4,
             "codes": draw(st.lists(st.sampled_from(["35301", "22558", "22630", "63047"]), max_size=2, unique=True)),
             "approaches": draw(st.lists(st.sampled_from(["anterior", "posterior", "lateral"]), max_size=2, unique=True)),
             "instrumentation": draw(st.lists(st.sampled_from(["pedicle_screws", "plate", "rods"]), max_size=2, unique=True)),
+            # domain.md §8.9 flags and minutes (minutes around the unit thresholds of a few units)
+            "near_eloquent_cortex": draw(maybe_bool), "cranial_nerve_tumor": draw(maybe_bool),
+            "high_risk_thyroid": draw(maybe_bool),
+            "anesthesia_minutes": draw(st.one_of(st.none(), st.integers(1, 240))),
         },
         # ≤3 diagnoses: enough to combine axial pain, radiculopathy, myelopathy and tethering
         "diagnoses": [{"code": c, "text": "dx"} for c in
@@ -48,14 +53,17 @@ def cases(draw, levels=st.lists(st.sampled_from(LEVELS), min_size=1, max_size=4,
         "history": [],
         "monitoring": {
             "setting": draw(st.sampled_from([None, "in_room", "remote"])),
+            "technologist_in_room": draw(maybe_bool),
+            "minutes": draw(st.one_of(st.none(), st.integers(1, 240))),
             "professional": {
                 "member_of_surgical_team": draw(maybe_bool), "real_time": draw(maybe_bool),
                 "concurrent_cases": draw(st.one_of(st.none(), st.integers(1, 4))),  # limits seen: 1 (payer), 3 (Nuwer)
+                "exclusive_minutes": draw(st.one_of(st.none(), st.integers(1, 120))),
             },
             "report": {"findings": draw(st.sampled_from([None, "normal", "changes"])), "interventions": []},
         },
-        # units 1-8: units are echoed, never reasoned on
-        "services": [{"code": c, "units": draw(st.integers(1, 8)), **({"modality": m} if m else {})}
+        # units 1-8, or past a day (97): time rules compare units with minutes and with a day (§8.6)
+        "services": [{"code": c, "units": draw(st.sampled_from([1, 2, 4, 8, 97])), **({"modality": m} if m else {})}
                      for c, m in services],
     }
     return doc

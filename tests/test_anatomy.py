@@ -22,13 +22,17 @@ def ssep(kb, **changes):
     (["L3", "L1"], True),
 ])
 def test_default_cord_end_is_l1(kb, levels, at_risk):
-    line = ssep(kb, **{"procedure.levels": levels})
+    # In cervical surgery the commercial cervical clause (domain.md §8.4) replaces P2 unless an
+    # exception holds: documented myelopathy (severe cord compression) is one, so the cord-at-risk
+    # finding shows through its cervical-exception form.
+    cervical = levels[0].startswith("C")
+    line = ssep(kb, **{"procedure.levels": levels, **({"clinical.myelopathy": True} if cervical else {})})
     if at_risk:
         assert line["determination"] == "medically_necessary"
-        assert rules_of(line) == {"CR-P2-CORD-AT-RISK"}
+        assert rules_of(line) == ({"CR-P2-CORD-AT-RISK-CERVICAL-EXCEPTION"} if cervical else {"CR-P2-CORD-AT-RISK"})
     else:
         assert line["determination"] == "not_medically_necessary"
-        assert {"CR-CORD-PATHWAY-ABSENT", "CR-P3-BELOW-CORD"} <= rules_of(line)
+        assert {"PACK-CORD-PATHWAY-ABSENT", "CR-P3-BELOW-CORD"} <= rules_of(line)
 
 
 def test_documented_conus_at_l5_puts_the_cord_at_risk_at_l5_s1(kb):
@@ -61,7 +65,7 @@ def test_tethered_cord_by_flag_or_diagnosis_puts_the_cord_at_risk(kb, changes):
 
 def test_below_cord_proof_binds_top_level_cord_end_and_comparison(kb):
     line = ssep(kb, **{"procedure.levels": ["S1", "L4", "L5"]})
-    finding = next(f for f in line["findings"] if f["rule"] == "CR-CORD-PATHWAY-ABSENT")
+    finding = next(f for f in line["findings"] if f["rule"] == "PACK-CORD-PATHWAY-ABSENT")
     nodes = list(walk(finding["proof"]))
     assert any(n["node"] == "case" and n["pointer"] == "/procedure/levels/1" and '"L4"' in n["atom"] for n in nodes)
     assert any(n["node"] == "fact" and n["atom"] == 'default_last_cord_level("L1")' for n in nodes)

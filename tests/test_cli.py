@@ -1,5 +1,7 @@
 """The command line: exit statuses, messages naming the field, formats, and the other commands."""
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -106,6 +108,37 @@ def test_schema_command_prints_the_case_schema_with_the_rules_vocabularies():
     assert "cms-lcd-l34623" in schema["properties"]["payer"]["anyOf"][0]["enum"]
 
 
+def test_schema_has_the_revision_2_fields_and_kinds():
+    """domain.md §8.9: optional flags (true/false/null), minutes (int >= 1 or null), two new kinds."""
+    import jsonschema
+
+    schema = json.loads(run("schema").output)
+    defs = schema["$defs"]
+    proc = defs["Procedure"]["properties"]
+    assert {"epilepsy_surgery", "microvascular_decompression"} <= set(proc["kind"]["enum"])
+    assert "bcbsa-7.01.58" in schema["properties"]["payer"]["anyOf"][0]["enum"]
+    doc = json.loads((ROOT / "examples" / "carotid-endarterectomy-in-room.json").read_text())
+    doc["procedure"].update(near_eloquent_cortex=None, cranial_nerve_tumor=False, high_risk_thyroid=True,
+                            anesthesia_minutes=120)
+    doc["monitoring"].update(minutes=90)
+    doc["monitoring"]["professional"]["exclusive_minutes"] = 45
+    jsonschema.validate(doc, schema)
+    for where, field, bad in (("procedure", "anesthesia_minutes", 0), ("monitoring", "minutes", "90"),
+                              ("procedure", "high_risk_thyroid", "yes")):
+        broken = json.loads(json.dumps(doc))
+        broken[where][field] = bad
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, schema)
+    path = ROOT / "examples" / "carotid-endarterectomy-in-room.json"
+    with tempfile.TemporaryDirectory() as tmp:
+        bad = Path(tmp) / "bad.json"
+        broken = json.loads(path.read_text())
+        broken["monitoring"]["professional"]["exclusive_minutes"] = 0
+        bad.write_text(json.dumps(broken))
+        out = run("explain", str(bad))
+        assert out.exit_code == 2 and "/monitoring/professional/exclusive_minutes" in out.output
+
+
 def test_the_schema_accepts_the_examples_and_rejects_a_bad_level():
     import jsonschema  # the test extra installs it
     schema = json.loads(run("schema").output)
@@ -130,12 +163,30 @@ def test_check_json_format_lists_problems_with_file_and_line(tmp_path):
 def test_policies_lists_packs_with_windows():
     out = run("policies", "--format", "json")
     rows = {(r["pack"], r["version"]): r["in_force"] for r in json.loads(out.output)}
-    assert rows == {("anthem-cg-surg-104", "2020-01-01"): ["2020-01-01", None],
+    # domain.md §8.5: Anthem's verified version starts 2023-04-12 and closes the unverified earlier
+    # one; §8.8 adds bcbsa-7.01.58 from 2022-05-15.
+    assert rows == {("anthem-cg-surg-104", "2020-01-01"): ["2020-01-01", "2023-04-11"],
+                    ("anthem-cg-surg-104", "2023-04-12"): ["2023-04-12", None],
+                    ("bcbsa-7.01.58", "2022-05-15"): ["2022-05-15", None],
                     ("cms-lcd-l34623", "2015-10-01"): ["2015-10-01", "2024-01-31"],
                     ("cms-lcd-l34623", "2024-02-01"): ["2024-02-01", None],
                     ("commercial-reference", "2020-01-01"): ["2020-01-01", None]}
     text = run("policies")
     assert text.exit_code == 0 and "cms-lcd-l34623" in text.output and "2024-01-31" in text.output
+
+
+def test_policies_shows_each_packs_encoded_scope():
+    """domain.md §8.1: each pack declares its encoded scope as facts, and `policies` shows it."""
+    scope = {r["pack"]: r["scope"] for r in json.loads(run("policies", "--format", "json").output)}
+    cms = scope["cms-lcd-l34623"]
+    assert {"spinal_decompression", "carotid_surgery", "microvascular_decompression"} <= set(cms["encoded_classes"])
+    assert "spinal_tumor_resection" not in cms["encoded_classes"]
+    gaps = {g["class"]: g["reason"] for g in cms["not_encoded"]}
+    assert "spinal cord tumor surgery is not encoded" in gaps["spinal_tumor_resection"]
+    assert scope["commercial-reference"]["encoded_modalities"] == ["eeg"]
+    assert {g["class"] for g in scope["anthem-cg-surg-104"]["not_encoded"]} == {"thyroid_surgery", "peripheral_nerve_surgery"}
+    text = run("policies").output
+    assert "cms-lcd-l34623 encodes in full:" in text and "not encoded: spinal tumor resection" in text
 
 
 def test_check_is_clean_on_shipped_rules_and_fails_on_a_bad_file(tmp_path):
@@ -180,7 +231,7 @@ def test_rules_option_adds_a_pack(tmp_path):
              "not_medically_necessary", "insufficient_evidence", "medically_necessary"], 1)) +
         '@rule LENIENT-EMG\n@cites lenient-policy\n@text \'EMG in spine is necessary here\'\n'
         'modality_line_finding(Case, Line, medically_necessary) :- applies_policy(Case, "lenient", V),\n'
-        '    line_modality(Case, Line, Modality), primary_pathway(Modality, nerve_roots), spinal_procedure(Case).\n')
+        '    line_modality(Case, Line, Modality), monitors(Modality, nerve_roots), spinal_procedure(Case).\n')
     out = run("explain", REFERENCE, "--payer", "lenient", "--rules", str(mine), "--format", "json")
     assert out.exit_code == 0, out.output
     lines = {l["code"]: l for l in json.loads(out.output)["lines"]}
@@ -206,5 +257,5 @@ def test_test_command_reports_a_failing_golden_case(tmp_path):
     assert out.exit_code == 1
     assert "FAIL L5-S1 fusion" in out.output
     assert "expected medically_necessary, got not_medically_necessary" in out.output
-    assert "CR-CORD-PATHWAY-ABSENT" in out.output
+    assert "PACK-CORD-PATHWAY-ABSENT" in out.output
     assert out.output.rstrip().endswith("1 failed")

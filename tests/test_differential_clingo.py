@@ -23,7 +23,7 @@ def engine_answers(kb, facts):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=cases(), pack=__import__("hypothesis").strategies.sampled_from(
-    ["commercial-reference", "cms-lcd-l34623", "anthem-cg-surg-104"]))
+    ["commercial-reference", "cms-lcd-l34623", "anthem-cg-surg-104", "bcbsa-7.01.58"]))
 def test_pydatalog_and_clingo_derive_the_same_report_facts(kb, doc, pack):
     doc["payer"] = pack
     case = parse_case(json.dumps(doc))

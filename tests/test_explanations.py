@@ -31,7 +31,7 @@ def test_why_not_names_the_first_failing_literal_and_what_would_satisfy_it():
 def test_why_not_on_a_remote_time_line_points_at_the_missing_case_field():
     out = run("explain", REFERENCE, "--why-not", "95941=requirements_not_met")
     assert out.exit_code == 0
-    assert re.search(r"CR-P1-CONCURRENT-CASES \(rules/packs/commercial-reference.dl:\d+\) fails at body literal 3: "
+    assert re.search(r"PACK-CONCURRENT-CASES \(rules/pack-logic.dl:\d+\) fails at body literal 4: "
                      r"professional_concurrent_cases\(case, Count\)", out.output)
     # The count is not known, so the sentence speaks of "some count": a rule's variable name
     # ("covered Count case(s)") is never English (issue 12).
@@ -40,7 +40,7 @@ def test_why_not_on_a_remote_time_line_points_at_the_missing_case_field():
 
 def test_why_not_reports_a_determination_that_holds():
     out = run("explain", REFERENCE, "--why-not", "95937=not_separately_reimbursable")
-    assert out.exit_code == 0 and "CR-P4-INTEGRAL-TO-ANESTHESIA" in out.output and "holds" in out.output
+    assert out.exit_code == 0 and "PACK-ANESTHESIA-FUNCTION" in out.output and "holds" in out.output
     assert out.output.rstrip().endswith("is concluded for this line.")
 
 
@@ -68,8 +68,11 @@ def test_diff_between_dates_crosses_a_version_boundary():
               "--format", "json")
     report = json.loads(out.output)
     assert report["left"]["policy"]["version"] == "2015-10-01" and report["right"]["policy"]["version"] == "2024-02-01"
+    # domain.md §8.3: both versions carry the same indication list, so crossing the boundary
+    # changes the version and no determination.
     ssep = next(l for l in report["lines"] if l["code"] == "95938")
-    assert (ssep["left"], ssep["right"]) == ("medically_necessary", "not_medically_necessary")
+    assert (ssep["left"], ssep["right"]) == ("medically_necessary", "medically_necessary")
+    assert not any(l["differs"] for l in report["lines"])
 
 
 def test_diff_needs_two_sides():
@@ -128,7 +131,7 @@ def test_text_report_sections_come_in_the_reference_order():
 def test_detail_full_prints_proof_trees():
     short = run("explain", REFERENCE).output
     full = run("explain", REFERENCE, "--detail", "full").output
-    assert "Proof of CR-CORD-PATHWAY-ABSENT:" in full and "Proof of" not in short
+    assert "Proof of PACK-CORD-PATHWAY-ABSENT:" in full and "Proof of" not in short
     assert "(rules/anatomy.dl:" in full and "(/procedure/levels/0)" in full
 
 

@@ -14,12 +14,17 @@ from strategies import cases
 
 def test_shipped_packs_and_windows(kb):
     windows = {(v.pack, v.version): v.window() for pack in ("commercial-reference", "cms-lcd-l34623",
-                                                            "anthem-cg-surg-104") for v in versions(kb, pack)}
+                                                            "anthem-cg-surg-104", "bcbsa-7.01.58")
+               for v in versions(kb, pack)}
+    # domain.md §8.5: Anthem's copies are effective 2023-04-12; the earlier version is kept, unverified,
+    # and closes the day before. §8.8: BCBSA 7.01.58 from 2022-05-15.
     assert windows == {
         ("commercial-reference", "2020-01-01"): ["2020-01-01", None],
         ("cms-lcd-l34623", "2015-10-01"): ["2015-10-01", "2024-01-31"],
         ("cms-lcd-l34623", "2024-02-01"): ["2024-02-01", None],
-        ("anthem-cg-surg-104", "2020-01-01"): ["2020-01-01", None],
+        ("anthem-cg-surg-104", "2020-01-01"): ["2020-01-01", "2023-04-11"],
+        ("anthem-cg-surg-104", "2023-04-12"): ["2023-04-12", None],
+        ("bcbsa-7.01.58", "2022-05-15"): ["2022-05-15", None],
     }
 
 
@@ -55,16 +60,19 @@ def test_a_new_version_through_rules_closes_the_shipped_one(tmp_path):
         'policy_version("anthem-cg-surg-104", "2026-07-01", "2026-07-01").\n')
     kb = Engine.load([mine])
     got = {v.version: v.window() for v in versions(kb, "anthem-cg-surg-104")}
-    assert got == {"2020-01-01": ["2020-01-01", "2026-06-30"], "2026-07-01": ["2026-07-01", None]}
+    assert got == {"2020-01-01": ["2020-01-01", "2023-04-11"], "2023-04-12": ["2023-04-12", "2026-06-30"],
+                   "2026-07-01": ["2026-07-01", None]}
     # The shipped knowledge base is left as it was for the next user of this thread.
-    assert {v.version for v in versions(Engine.load(), "anthem-cg-surg-104")} == {"2020-01-01"}
+    assert {v.version for v in versions(Engine.load(), "anthem-cg-surg-104")} == {"2020-01-01", "2023-04-12"}
 
 
 WINDOWS = {
     "commercial-reference": [(datetime.date(2020, 1, 1), datetime.date(2030, 12, 31))],
     "cms-lcd-l34623": [(datetime.date(2015, 10, 1), datetime.date(2024, 1, 31)),
                        (datetime.date(2024, 2, 1), datetime.date(2030, 12, 31))],
-    "anthem-cg-surg-104": [(datetime.date(2020, 1, 1), datetime.date(2030, 12, 31))],
+    "anthem-cg-surg-104": [(datetime.date(2020, 1, 1), datetime.date(2023, 4, 11)),
+                           (datetime.date(2023, 4, 12), datetime.date(2030, 12, 31))],
+    "bcbsa-7.01.58": [(datetime.date(2022, 5, 15), datetime.date(2030, 12, 31))],
 }
 
 

@@ -73,7 +73,7 @@ def test_levels_at_or_above_the_cord_end_never_give_the_below_the_cord_reason(kb
     out = decide(kb, doc, missing=False)
     for item in all_proofs(out):
         rules = {n.get("rule") for n in walk(item["proof"])}
-        assert not rules & {"ANAT-BELOW-CORD", "CR-CORD-PATHWAY-ABSENT", "CR-P3-BELOW-CORD"}
+        assert not rules & {"ANAT-BELOW-CORD", "PACK-CORD-PATHWAY-ABSENT", "CR-P3-BELOW-CORD"}
 
 
 CODE_LIKE = st.sampled_from([
@@ -192,7 +192,7 @@ def _brute_force_gaps(kb, case):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(doc=cases(), payer=st.sampled_from(["commercial-reference", "cms-lcd-l34623", "anthem-cg-surg-104"]))
+@given(doc=cases(), payer=st.sampled_from(["commercial-reference", "cms-lcd-l34623", "anthem-cg-surg-104", "bcbsa-7.01.58"]))
 def test_missing_documentation_is_what_re_deciding_the_whole_case_finds(kb, doc, payer):
     from ionm_logic.case import parse_case
     from ionm_logic.api import explain

@@ -46,7 +46,7 @@ def test_a_miss_on_an_undocumented_case_field_says_what_the_case_file_would_reco
     # concurrent-cases requirement on remote time (95941) fails at that case literal, and what
     # would satisfy it is the case file recording the count, not a rule or a fact.
     rep = report(kb, case_with(), "95941=requirements_not_met")
-    miss = entry(rep, "CR-P1-CONCURRENT-CASES")
+    miss = entry(rep, "PACK-CONCURRENT-CASES")  # shared pack logic (rules/pack-logic.dl)
     assert miss["literal"] == "professional_concurrent_cases(case, Count)"
     assert [s["kind"] for s in miss["would_satisfy"]] == ["case"]
     assert miss["would_satisfy"][0]["text"].startswith("the case file recorded that ")

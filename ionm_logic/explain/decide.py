@@ -10,7 +10,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..lang.contract import BASIS_PREDICATES, CODE_DESCRIPTION, DETERMINATIONS, LINE_MODALITY, MODALITY_NAME, UNDETERMINED
+from ..lang.contract import (BASIS_PREDICATES, CODE_DESCRIPTION, DETERMINATIONS, LINE_MODALITY, LINE_NOT_ENCODED,
+                             MODALITY_NAME, UNDETERMINED)
 from .headline import headline, precedence
 from .missing import missing_documentation
 from .proof import Prover
@@ -117,6 +118,7 @@ def decide(kb, posed, *, missing: bool = True, proofs: bool = True) -> Decision:
                 for values in prover.derived(pred, key):
                     ev.basis.append(prover.prove(pred, values))
         modalities = {line: m for _c, line, m in prover.derived(LINE_MODALITY, key)}
+        unencoded = _unencoded_clauses(kb, prover, key)
         heads = {line: headline(ev.findings.get(line, []), ranks) for line in posed.lines}
         gaps = missing_documentation(kb, posed, ev, rules, heads, ranks, prover) if missing else {}
     lines = []
@@ -132,7 +134,8 @@ def decide(kb, posed, *, missing: bool = True, proofs: bool = True) -> Decision:
             "missing_documentation": gaps.get(line, []),
         }
         if not derivs:
-            entry["reason"] = _undetermined_reason(service, modalities.get(line), chosen.pack)
+            entry["reason"] = (" ".join(unencoded.get(line, ()))
+                               or _undetermined_reason(service, modalities.get(line), chosen.pack))
         lines.append(entry)
     observations = [_item(d, key, False, names) for d in _unique_by_rule(kb, ev.observations)]
     result = {
@@ -168,6 +171,19 @@ def report_details(kb, case, document: dict) -> dict:
              if m in kb.display_names}
     return {"procedure": case.procedure.description or case.procedure.kind.replace("_", " "),
             "date_of_service": case.date_of_service.isoformat(), "line_names": names, "names": shown}
+
+
+def _unencoded_clauses(kb, prover, key) -> dict:
+    """Line -> the sentences (from the rules' templates) naming each clause the pack does not
+    encode for it: an undecided line's reason (line_not_encoded)."""
+    out = {}
+    for rule in kb.rules_by_head.get(LINE_NOT_ENCODED, ()):
+        for values, env in prover.derivations(rule):
+            if values[0] == key:
+                text = sentence(fill(rule.template, env, key, kb.display_names))
+                if text not in out.setdefault(values[1], []):
+                    out[values[1]].append(text)
+    return out
 
 
 def _undetermined_reason(service, modality, pack) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..errors import InputError
+from ..errors import InputError, quoted
 from ..lang.contract import DETERMINATIONS
 from ..lang.objects import Comparison, Const, Var, render_atom, render_value
 from ..lang.unify import bind, value_of
@@ -18,7 +18,7 @@ MAX_DEPTH = 3  # how far a failing derived literal is followed into the rules th
 
 def parse_target(text: str) -> tuple:
     if "=" not in text:
-        raise InputError([("", f"--why-not takes CODE=DETERMINATION, e.g. 95938=medically_necessary; got {text!r}")])
+        raise InputError([("", f"--why-not takes CODE=DETERMINATION, e.g. 95938=medically_necessary; got {quoted(text)}")])
     code, determination = (part.strip() for part in text.split("=", 1))
     return code, determination
 
@@ -40,7 +40,7 @@ def check_target(case, target: str, source: str = "") -> tuple:
     """(line index, determination) that a CODE=DETERMINATION target names; InputError if none."""
     code, determination = parse_target(target)
     if determination not in DETERMINATIONS:
-        raise InputError([("", f"unknown determination {determination!r}; one of {', '.join(DETERMINATIONS)}")])
+        raise InputError([("", f"unknown determination {quoted(determination)}; one of {', '.join(DETERMINATIONS)}")])
     index = _find_line(case, code)
     if index is None:
         raise InputError([("/services", f"no service line bills {code}")], source)

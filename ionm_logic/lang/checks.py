@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from .contract import (DETERMINATIONS, POLICY_PACK, POLICY_VERSION, POLICY_VERSION_ENDS, PRECEDENCE, READ_BY_PROGRAM,
                        REPORT_ARITY)
 from .graph import dependency_edges, reachable
+from .unify import bind, ground
 from .objects import ROLES, Comparison, Const, Literal, Var, is_anonymous, shown_variable, template_slots
 
 
@@ -265,7 +266,8 @@ def _check_packs(files, problems):
     facts = [(rf, f) for rf in files for f in rf.facts]
 
     def rows(pred):
-        return [(rf, f, tuple(a.value for a in f.atom.args)) for rf, f in facts if f.atom.pred == pred]
+        found = [(rf, f, tuple(a.value for a in f.atom.args)) for rf, f in facts if f.atom.pred == pred]
+        return found + _rows_joined_from_facts(files, facts, pred)
 
     packs = {v[0]: (rf, f) for rf, f, v in rows(POLICY_PACK)}
     ranks = {}
@@ -306,6 +308,28 @@ def _check_packs(files, problems):
                 elif nxt is not None and end[0] >= nxt[2]:
                     problems.append(Problem(end[1], end[2], "error",
                                             f"{pack}: version {v} ends {end[0]}, overlapping version {nxt[1]} from {nxt[2]}"))
+
+
+def _rows_joined_from_facts(files, facts, pred) -> list:
+    """Tuples of `pred` that rules derive from facts alone (positive literals over predicates
+    defined only by facts, e.g. a precedence written once and named by each pack): the rule's
+    file and line stand for where each tuple is written."""
+    ruled = {rule.head.pred for rf in files for rule in rf.rules}
+    by_pred = {}
+    for _rf, f in facts:
+        by_pred.setdefault(f.atom.pred, []).append(tuple(a.value for a in f.atom.args))
+    out = []
+    for rf in files:
+        for rule in rf.rules:
+            if rule.head.pred != pred or not all(isinstance(i, Literal) and not i.negated
+                                                 and i.atom.pred not in ruled for i in rule.body):
+                continue
+            envs = [{}]
+            for item in rule.body:
+                envs = [e for env in envs for values in by_pred.get(item.atom.pred, ())
+                        for e in [bind(item.atom.args, values, env)] if e is not None]
+            out += [(rf, rule, ground(rule.head.args, env)) for env in envs]
+    return out
 
 
 def _iso(text) -> bool:

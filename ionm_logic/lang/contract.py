@@ -22,6 +22,14 @@ POLICY_VERSION = "policy_version"              # (Pack, Version, Starts)
 POLICY_VERSION_ENDS = "policy_version_ends"    # (Pack, Version, Ends)
 PRECEDENCE = "determination_precedence"        # (Pack, Determination, Rank)
 COUNT_LIMIT = "max_concurrent_cases"           # (Pack, Count): counts missing documentation tries
+# Each pack's encoded scope (domain.md §8.1): the procedure classes and modalities whose
+# indications it encodes in full, the classes it leaves unencoded (with the reason), the note for
+# any other procedure; and, per undecided line, the clause that is not encoded (its reason).
+ENCODES_CLASS = "pack_encodes_class"                  # (Pack, Class)
+ENCODES_MODALITY = "pack_encodes_modality"            # (Pack, Modality)
+LEAVES_CLASS_UNENCODED = "pack_leaves_class_unencoded"  # (Pack, Class, Reason)
+SCOPE_NOTE = "pack_scope_note"                        # (Pack, Reason)
+LINE_NOT_ENCODED = "line_not_encoded"                 # (Case, Line, Clause): the rule's text is the reason
 # The case fact naming the pack and version a case is decided under; a rule whose body names a
 # pack in it (applies_policy(Case, pack, _)) is gated to that pack.
 APPLIES_POLICY = "applies_policy"              # (Case, Pack, Version)
@@ -46,7 +54,7 @@ BILLED_LINE = "billed_line"                    # (Case, Line, Code): a case fact
 # The predicates whose proofs a report shows as its anatomical basis, in this order.
 BASIS_PREDICATES = ("last_cord_level", "most_cranial_operated_level", "structure_at_risk")
 # Derived predicates a decision reads besides the report rules' heads.
-REPORT_BASIS = (LINE_MODALITY,) + BASIS_PREDICATES
+REPORT_BASIS = (LINE_MODALITY,) + BASIS_PREDICATES + (LINE_NOT_ENCODED,)
 
 # Predicates whose definitions count as used though no rule body names them: what the program
 # reads, and two tables the rules keep for readers (surgical_code_description, monitors).
@@ -56,4 +64,5 @@ READ_BY_PROGRAM = frozenset({
     PROCEDURE_KINDS, REGIONS, APPROACHES, INSTRUMENTATION, OUTCOMES, LEVEL_RANK, MODALITY,
     MODALITY_NAME, CODE_DESCRIPTION, CODE_ALLOWS_MODALITY, KNOWN_CODE, LINE_MODALITY,
     *BASIS_PREDICATES, "surgical_code_description", "monitors", DISPLAY_NAME,
+    ENCODES_CLASS, ENCODES_MODALITY, LEAVES_CLASS_UNENCODED, SCOPE_NOTE, LINE_NOT_ENCODED,
 })

@@ -1,0 +1,57 @@
+"""Measure how a case's decision time grows with its size, up to the input limits: service lines
+(every field left undocumented, so the missing-documentation search does all it can) and the
+length of a diagnosis code. Prints figures side by side; the growth should be linear.
+
+Usage: python benchmarks/case_size_cost.py [--repeat 5]
+"""
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tabulate import tabulate  # noqa: E402
+
+from ionm_logic.api import explain_case, knowledge_base  # noqa: E402
+from ionm_logic.case import LIMITS, parse_case  # noqa: E402
+
+CODES = ["95938", "95939", "95861", "95940", "95941", "G0453", "95937", "95955", "92585", "95867"]
+
+
+def timed(kb, doc, repeat):
+    case = parse_case(json.dumps(doc))
+    explain_case(kb, case)  # warm
+    runs = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        explain_case(kb, case)
+        runs.append(time.perf_counter() - started)
+    return statistics.median(runs) * 1000
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    kb = knowledge_base()
+    base = json.loads((ROOT / "examples" / "alif-plif-l5-s1.json").read_text())
+    base["clinical"] = {}
+    base["monitoring"] = {}
+    rows = []
+    for n in (1, 10, 25, 50, LIMITS["services"]):
+        doc = dict(base, services=[{"code": CODES[i % len(CODES)], "units": 1} for i in range(n)])
+        ms = timed(kb, doc, args.repeat)
+        rows.append(["service lines", n, f"{ms:.1f}", f"{ms / n:.2f}"])
+    for length in (4, 8, 16, LIMITS["code_chars"]):
+        doc = dict(base, diagnoses=[{"code": ("M54.16" + "9" * length)[:length]} for _ in range(LIMITS["list_items"])])
+        ms = timed(kb, doc, args.repeat)
+        rows.append([f"{LIMITS['list_items']} diagnoses, code length", length, f"{ms:.1f}", f"{ms / length:.2f}"])
+    print(tabulate(rows, headers=["grows", "size", "ms per case (median)", "ms per unit"]))
+
+
+if __name__ == "__main__":
+    main()
