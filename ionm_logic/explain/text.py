@@ -42,7 +42,7 @@ def plain(text, limit=None) -> str:
 
 def show(value, case_key, names=None) -> str:
     """A value as a sentence shows it: its display name from the rules (or the case's name for
-    it, e.g. a service line's) if it has one; case text as one safe, bounded line."""
+    it, e.g. a service line's) if it has one; case text as one safe line."""
     if value == case_key:
         return "the case"
     if isinstance(value, int):
@@ -51,7 +51,9 @@ def show(value, case_key, names=None) -> str:
         return names[value]
     if _ATOMLIKE.fullmatch(value):
         return value.replace("_", " ")
-    return plain(value, VALUE_LIMIT)
+    # One visible line, not shortened: a slot may hold a rule's own long text (a pack's scope
+    # note); case values reach slots bounded by the case file's input limits.
+    return plain(value)
 
 
 def fill(template: str, env: dict, case_key, names=None) -> str:
