@@ -180,7 +180,7 @@ def _unencoded_clauses(kb, prover, key) -> dict:
     for rule in kb.rules_by_head.get(LINE_NOT_ENCODED, ()):
         for values, env in prover.derivations(rule):
             if values[0] == key:
-                text = sentence(fill(rule.template, env, key, kb.display_names))
+                text = sentence(fill(rule.template, env, key, prover.names))
                 if text not in out.setdefault(values[1], []):
                     out[values[1]].append(text)
     return out
