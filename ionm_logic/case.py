@@ -138,12 +138,97 @@ class Case(_Strict):
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
 
+# What each field means, as design.md's case-file table says: `ionm-logic schema` publishes them.
+FIELD_DESCRIPTIONS = {
+    "schema": "The case file format: \"ionm-logic/case/v1\"; other values are rejected.",
+    "case_id": "The case's identifier, echoed verbatim, never interpreted.",
+    "payer": "Policy pack id (e.g. commercial-reference); may be omitted when --payer is given.",
+    "date_of_service": "ISO date; selects the policy version in force (--as-of overrides).",
+    "patient": "The patient: age and sex.",
+    "patient.age": "Age in years (an integer, 0 or more).",
+    "patient.sex": "Sex as documented.",
+    "procedure": "The surgical procedure the monitoring accompanied.",
+    "procedure.description": "Free text, shown only.",
+    "procedure.codes": "Surgical CPT codes (e.g. 22558 ALIF, 22630 PLIF, 35301 carotid endarterectomy); "
+                       "facts about them live in rules/.",
+    "procedure.kind": "The kind of procedure, from the vocabulary in rules/ (e.g. fusion, decompression).",
+    "procedure.region": "Where the procedure is: spine, cranial, vascular, neck or peripheral.",
+    "procedure.approaches": "Surgical approaches: anterior, posterior, lateral.",
+    "procedure.levels": "Vertebral levels operated, e.g. [\"L5\", \"S1\"]; required for a spinal procedure.",
+    "procedure.instrumentation": "Instrumentation placed: pedicle_screws, interbody_device, plate, rods.",
+    "procedure.near_eloquent_cortex": "Whether the resection is near eloquent (motor) cortex and needs mapping "
+                                      "(null: not documented).",
+    "procedure.cranial_nerve_tumor": "Whether the tumor involves cranial nerves (null: not documented).",
+    "procedure.high_risk_thyroid": "Whether the thyroid surgery is high risk for the recurrent laryngeal nerve "
+                                   "(null: not documented).",
+    "procedure.anesthesia_minutes": "Minutes of anesthesia (an integer, 1 or more; null: not documented).",
+    "diagnoses": "ICD-10-CM diagnoses of the case.",
+    "diagnoses.code": "ICD-10-CM code.",
+    "diagnoses.text": "The diagnosis in words, shown only.",
+    "clinical": "Clinical findings; true, false, or null (not documented, which differs from false).",
+    "clinical.myelopathy": "Myelopathy documented (true/false) or not documented (null).",
+    "clinical.radiculopathy": "Radiculopathy documented (true/false) or not documented (null).",
+    "clinical.neurological_deficit": "A neurological deficit documented (true/false) or not documented (null).",
+    "clinical.tethered_cord": "A tethered spinal cord documented (true/false) or not documented (null).",
+    "clinical.conus_level": "The level of the conus medullaris on imaging, or null (the anatomy's default).",
+    "history": "Prior surgery.",
+    "history.procedure": "The prior procedure, e.g. microdiscectomy.",
+    "history.levels": "Vertebral levels of the prior procedure.",
+    "history.outcome": "The outcome of the prior procedure, from the vocabulary in rules/ "
+                       "(e.g. radicular_symptoms_resolved).",
+    "monitoring": "How the monitoring was done and what it found.",
+    "monitoring.setting": "Where the interpreting professional was: in_room or remote.",
+    "monitoring.technologist_in_room": "Whether a technologist was in the operating room (null: not documented).",
+    "monitoring.professional": "The interpreting professional.",
+    "monitoring.professional.member_of_surgical_team": "Whether the interpreting professional was a member of "
+                                                        "the surgical team (surgeon, assistant or anesthesiologist).",
+    "monitoring.professional.real_time": "Whether interpretation was contemporaneous (real time).",
+    "monitoring.professional.concurrent_cases": "Cases the interpreting professional covered at the same time "
+                                                "(an integer, 1 or more; null: not documented).",
+    "monitoring.report": "The monitoring report.",
+    "monitoring.report.findings": "The monitoring findings: normal or changes (null: not documented).",
+    "monitoring.report.interventions": "Surgical changes made because of monitoring.",
+    "monitoring.note": "Free text, shown only.",
+    "monitoring.minutes": "Minutes of monitoring (an integer, 1 or more; null: not documented).",
+    "monitoring.professional.exclusive_minutes": "Minutes the interpreting professional gave this patient alone "
+                                                 "while covering concurrent cases (null: not documented).",
+    "services": "The IONM service lines under review (at least one).",
+    "services.code": "The billed IONM code (CPT/HCPCS); an unknown code without a modality is undetermined.",
+    "services.units": "Units billed (an integer, 1 or more; default 1).",
+    "services.modality": "Picks among the modalities rules/ allows for a known code; on an unknown code, "
+                         "a known modality decides the line (e.g. 95999 billed for train-of-four).",
+}
+
+
+def _describe(schema: dict) -> None:
+    """Give every property of the schema its FIELD_DESCRIPTIONS entry, following $refs."""
+    defs = schema.get("$defs", {})
+
+    def target(node):
+        ref = node.get("$ref") or next((a["$ref"] for a in node.get("anyOf", []) if "$ref" in a), None)
+        if ref is None and "items" in node:
+            ref = node.get("items", {}).get("$ref")
+        return defs[ref.rsplit("/", 1)[1]] if ref else None
+
+    def walk(obj, prefix):
+        for name, prop in obj.get("properties", {}).items():
+            path = f"{prefix}{name}"
+            if path in FIELD_DESCRIPTIONS:
+                prop["description"] = FIELD_DESCRIPTIONS[path]
+            inner = target(prop)
+            if inner is not None:
+                walk(inner, path + ".")
+
+    walk(schema, "")
+
+
 def json_schema(kb=None) -> dict:
     """The JSON Schema of case files; with a knowledge base, the values its rules define (levels,
     kinds, regions, approaches, devices, modalities, payers) are listed as enums."""
     schema = Case.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = CASE_SCHEMA
+    _describe(schema)
     for props in [schema["properties"]] + [d["properties"] for d in schema["$defs"].values()]:
         for name, prop in props.items():
             if prop.get("type") == "array" and name != "services":
@@ -164,6 +249,7 @@ def json_schema(kb=None) -> dict:
     proc["instrumentation"]["items"]["enum"] = values(c.INSTRUMENTATION)
     defs["Clinical"]["properties"]["conus_level"]["anyOf"][0]["enum"] = levels
     defs["HistoryEntry"]["properties"]["levels"]["items"]["enum"] = levels
+    defs["HistoryEntry"]["properties"]["outcome"]["anyOf"][0]["enum"] = values(c.OUTCOMES)
     defs["Service"]["properties"]["modality"]["anyOf"][0]["enum"] = values(c.MODALITY)
     schema["properties"]["payer"]["anyOf"][0]["enum"] = sorted(p for p, _t in kb.values(c.POLICY_PACK, None, None))
     return schema
@@ -262,6 +348,9 @@ def check_vocabulary(case: Case, kb, source: str = "") -> None:
     if case.clinical.conus_level is not None and not known(c.LEVEL_RANK, case.clinical.conus_level):
         problems.append(("/clinical/conus_level", f"unknown vertebral level {quoted(case.clinical.conus_level)}; {levels_hint}"))
     for h, entry in enumerate(case.history):
+        if entry.outcome is not None and not known(c.OUTCOMES, entry.outcome):
+            problems.append((pointer("history", h, "outcome"),
+                             f"unknown outcome {quoted(entry.outcome)}; known: {vocabulary(c.OUTCOMES)}"))
         for i, level in enumerate(entry.levels):
             if not known(c.LEVEL_RANK, level):
                 problems.append((pointer("history", h, "levels", i), f"unknown vertebral level {quoted(level)}; {levels_hint}"))
@@ -441,7 +530,7 @@ DOCUMENTABLE = (
     Documentable(("monitoring", "professional", "real_time"), (True, False),
                  "whether the interpreting professional interpreted in real time"),
     Documentable(("monitoring", "professional", "concurrent_cases"), None,
-                 "how many cases the interpreting physician covered at the same time"),
+                 "how many cases the interpreting professional covered at the same time"),
     Documentable(("monitoring", "report", "findings"), ("normal", "changes"),
                  "the monitoring findings (normal or changes)"),
 )
@@ -490,9 +579,10 @@ class PosedCase:
     `lines` are the service lines' ids; `undocumented`, `question`, `field_pointer` and `delta`
     say what documenting a missing field would change."""
 
-    def __init__(self, case: Case, policy, key: str = CASE_KEY):
+    def __init__(self, case: Case, policy, key: str = CASE_KEY, as_of: Optional[datetime.date] = None):
         self.case = case
         self.policy = policy
+        self.as_of = as_of  # the date that picked the version when not the date of service (--as-of)
         self.key = key
         self.facts = case_facts(case, key, policy.pack, policy.version)
         self.pointers = pointer_map(self.facts)
@@ -533,4 +623,4 @@ def pose(case: Case, kb, *, payer: Optional[str] = None, as_of: Optional[datetim
         check_vocabulary(case, kb, source)
     chosen = policies.select(kb, payer or case.payer, as_of or case.date_of_service,
                              pack_pointer="/payer", date_pointer="/date_of_service")
-    return PosedCase(case, chosen)
+    return PosedCase(case, chosen, as_of=as_of)

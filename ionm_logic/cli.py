@@ -324,9 +324,11 @@ def query(query_text, case_file, why, rule_dirs):
     if not rows:
         click.echo("no answers")
         return
-    click.echo(tabulate(rows, headers=headers) if headers else "yes")
+    from .explain.text import plain
+
+    click.echo(tabulate([[plain(v) for v in row] for row in rows], headers=headers) if headers else "yes")
     for label, proof in proofs:
-        click.echo(f"\n{label}")
+        click.echo(f"\n{plain(label)}")
         click.echo("\n".join(proof_lines(proof)))
 
 

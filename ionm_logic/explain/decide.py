@@ -15,7 +15,7 @@ from ..lang.contract import (BASIS_PREDICATES, CODE_DESCRIPTION, DETERMINATIONS,
 from .headline import headline, precedence
 from .missing import missing_documentation
 from .proof import Prover
-from .text import fill, sentence
+from .text import VALUE_LIMIT, fill, plain, sentence
 
 OUTPUT_SCHEMA = "ionm-logic/determination/v1"
 
@@ -47,6 +47,8 @@ class Decision:
     procedure: str              # the procedure as reports name it
     date_of_service: str        # ISO date of the case (not the --as-of date)
     line_names: dict            # line pointer -> "modality name; code description"
+    as_of: Optional[str] = None  # ISO date that picked the policy version, when --as-of gave one
+    names: dict = field(default_factory=dict)  # value -> how sentences name it (display names)
 
     def __iter__(self):
         return iter((self.document, self.basis))
@@ -108,6 +110,7 @@ def decide(kb, posed, *, missing: bool = True, proofs: bool = True) -> Decision:
     with kb.case_facts(list(posed.pointers)):
         prover = Prover(kb, key, posed.pointers, chosen.pack)
         ev = collect(kb, rules, prover, key)
+        names = prover.names
         if proofs:
             for d in itertools.chain(*ev.findings.values(), *ev.considerations.values(), ev.observations):
                 d.proof = prover.derivation_node(d.rule, d.env)
@@ -125,8 +128,8 @@ def decide(kb, posed, *, missing: bool = True, proofs: bool = True) -> Decision:
             "pointer": line, "code": service.code, "units": service.units,
             "modality": modalities.get(line),
             "determination": heads[line],
-            "findings": [_item(d, key, True, kb.display_names) for d in _unique_findings(kb, derivs, ranks)],
-            "considerations": [_item(d, key, False, kb.display_names)
+            "findings": [_item(d, key, True, names) for d in _unique_findings(kb, derivs, ranks)],
+            "considerations": [_item(d, key, False, names)
                                for d in _unique_by_rule(kb, ev.considerations.get(line, []))],
             "missing_documentation": gaps.get(line, []),
         }
@@ -134,7 +137,7 @@ def decide(kb, posed, *, missing: bool = True, proofs: bool = True) -> Decision:
             entry["reason"] = (" ".join(unencoded.get(line, ()))
                                or _undetermined_reason(service, modalities.get(line), chosen.pack))
         lines.append(entry)
-    observations = [_item(d, key, False, kb.display_names) for d in _unique_by_rule(kb, ev.observations)]
+    observations = [_item(d, key, False, names) for d in _unique_by_rule(kb, ev.observations)]
     result = {
         "schema": OUTPUT_SCHEMA,
         "case_id": case.case_id,
@@ -146,7 +149,8 @@ def decide(kb, posed, *, missing: bool = True, proofs: bool = True) -> Decision:
         "overall": overall(lines, chosen),
     }
     result["citations"] = citations_used(kb, result, ev.basis)
-    return Decision(result, ev.basis, **report_details(kb, case, result))
+    return Decision(result, ev.basis, **report_details(kb, case, result),
+                    as_of=posed.as_of.isoformat() if posed.as_of else None)
 
 
 def report_details(kb, case, document: dict) -> dict:
@@ -163,8 +167,10 @@ def report_details(kb, case, document: dict) -> dict:
         if described:
             parts.append(described[0][1])
         names[line["pointer"]] = "; ".join(parts) or "unknown code"
+    shown = {m: kb.display_names[m] for m in {line.get("modality") for line in document["lines"]}
+             if m in kb.display_names}
     return {"procedure": case.procedure.description or case.procedure.kind.replace("_", " "),
-            "date_of_service": case.date_of_service.isoformat(), "line_names": names}
+            "date_of_service": case.date_of_service.isoformat(), "line_names": names, "names": shown}
 
 
 def _unencoded_clauses(kb, prover, key) -> dict:
@@ -174,17 +180,18 @@ def _unencoded_clauses(kb, prover, key) -> dict:
     for rule in kb.rules_by_head.get(LINE_NOT_ENCODED, ()):
         for values, env in prover.derivations(rule):
             if values[0] == key:
-                text = sentence(fill(rule.template, env, key, kb.display_names))
+                text = sentence(fill(rule.template, env, key, prover.names))
                 if text not in out.setdefault(values[1], []):
                     out[values[1]].append(text)
     return out
 
 
 def _undetermined_reason(service, modality, pack) -> str:
+    code = plain(service.code, VALUE_LIMIT)
     if modality is None:
-        return (f"No rule concludes: code {service.code} is not a code the knowledge base knows, "
+        return (f"No rule concludes: code {code} is not a code the knowledge base knows, "
                 f"and the line names no modality.")
-    return (f"No rule of {pack} concludes on {modality.replace('_', ' ')} (code {service.code}) "
+    return (f"No rule of {pack} concludes on {modality.replace('_', ' ')} (code {code}) "
             f"for this procedure: the policy has no clause for it.")
 
 

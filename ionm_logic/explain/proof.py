@@ -12,6 +12,7 @@ from __future__ import annotations
 import operator
 
 from ..engine.ruleset import sort_key
+from ..lang.contract import BILLED_LINE
 from ..lang.objects import Comparison, Const, render_atom, render_value
 from ..lang.unify import bind, ground
 from .text import fill
@@ -31,6 +32,16 @@ def compare(op: str, left, right) -> bool:
         return False
 
 
+def line_names(pointers: dict) -> dict:
+    """line id -> how a sentence names it after the word 'line': '2 (95939)'."""
+    names = {}
+    for pred, values in pointers:
+        if pred == BILLED_LINE:
+            _case, line, code = values
+            names[line] = f"{int(line.rsplit('/', 1)[1]) + 1} ({code})"
+    return names
+
+
 class ProofError(RuntimeError):
     """A derived atom could not be re-derived: the engine and the replay disagree."""
 
@@ -46,6 +57,9 @@ class Prover:
         self.tables = {}
         self.memo = {}
         self.shared = kb.proof_memo
+        # How sentences name values: the rules' display names, and each service line by its
+        # number and code (a line's id is a JSON pointer, which prose never shows).
+        self.names = {**kb.display_names, **line_names(pointers)}
 
     def case_tables(self) -> dict:
         """rule index -> witness rows of every rule a decision under the pack can use."""
@@ -130,7 +144,7 @@ class Prover:
         return None
 
     def rule_node(self, rule, env, atom, children) -> dict:
-        return {"node": "rule", "rule": rule.id, "atom": atom, "text": fill(rule.template, env, self.case_key, self.kb.display_names),
+        return {"node": "rule", "rule": rule.id, "atom": atom, "text": fill(rule.template, env, self.case_key, self.names),
                 "source": {"file": rule.file, "line": rule.line}, "citations": list(rule.citations),
                 "children": children}
 
@@ -147,7 +161,7 @@ class Prover:
                 values = ground(item.atom.args, env)
                 decl = self.kb.decls[item.atom.pred]
                 if decl.negative_template:
-                    text = fill(decl.negative_template, dict(zip(decl.params, values)), self.case_key, self.kb.display_names)
+                    text = fill(decl.negative_template, dict(zip(decl.params, values)), self.case_key, self.names)
                 else:
                     text = "nothing shows that " + self._decl_text(decl, values)
                 children.append({"node": "absent", "atom": "not " + render_atom(item.atom.pred, values), "text": text})
@@ -167,4 +181,4 @@ class Prover:
         return self.rule_node(rule, env, render_atom(rule.head.pred, values), children)
 
     def _decl_text(self, decl, values) -> str:
-        return fill(decl.template, dict(zip(decl.params, values)), self.case_key, self.kb.display_names)
+        return fill(decl.template, dict(zip(decl.params, values)), self.case_key, self.names)

@@ -59,6 +59,10 @@ def why_not(kb, posed, index: int, determination: str) -> dict:
         for rule in rules:
             env0 = bind(rule.head.args[:2], (key, line))
             results.append(_nearest_miss(kb, prover, rule, env0 or {}, 0))
+    # The nearest misses first: rules that hold, then those that got furthest into their body
+    # (a time-line rule failing at "the line is a time line" says little about an SSEP line);
+    # among equals, file order.
+    results.sort(key=lambda r: (not r["holds"], -r.get("fails_at", 0)))
     holds = [r for r in results if r["holds"]]
     return {
         "schema": WHY_NOT_SCHEMA, "case_id": case.case_id, "policy": {"id": chosen.pack, "version": chosen.version},
@@ -71,7 +75,7 @@ def why_not(kb, posed, index: int, determination: str) -> dict:
 
 def _nearest_miss(kb, prover, rule, env0: dict, depth: int) -> dict:
     envs = [env0]
-    out = {"rule": rule.id, "text": fill_known(rule.template, env0, prover.case_key, kb.display_names),
+    out = {"rule": rule.id, "text": fill_known(rule.template, env0, prover.case_key, prover.names),
            "citations": list(rule.citations),
            "source": {"file": rule.file, "line": rule.line}}
     for position, item in enumerate(rule.body):
@@ -85,7 +89,7 @@ def _nearest_miss(kb, prover, rule, env0: dict, depth: int) -> dict:
                 env = envs[0]
                 left, right = (value_of(t, env) for t in (item.left, item.right))
                 op = OP_SPELLING[item.op]
-                return {**out, "holds": False, "fails_at": position + 1,
+                return {**out, **_known_text(kb, prover, rule, env), "holds": False, "fails_at": position + 1,
                         "literal": f"{_show(item.left, env)} {op} {_show(item.right, env)}",
                         "reason": f"the comparison {_render(left)} {op} {_render(right)} does not hold",
                         "would_satisfy": []}
@@ -99,7 +103,7 @@ def _nearest_miss(kb, prover, rule, env0: dict, depth: int) -> dict:
                     survivors.append(env)
             if not survivors:
                 proof = prover.prove(item.atom.pred, blocking)
-                return {**out, "holds": False, "fails_at": position + 1,
+                return {**out, **_known_text(kb, prover, rule, envs[0]), "holds": False, "fails_at": position + 1,
                         "literal": "not " + render_atom(item.atom.pred, blocking),
                         "reason": f"the rule needs this absent, but it holds: {proof.get('text', '')}",
                         "would_satisfy": [], "blocking_proof": proof}
@@ -113,49 +117,61 @@ def _nearest_miss(kb, prover, rule, env0: dict, depth: int) -> dict:
             if not survivors:
                 env = envs[0]
                 shown = render_atom(item.atom.pred, [value_of(a, env) for a in item.atom.args])
-                return {**out, "holds": False, "fails_at": position + 1, "literal": shown,
+                return {**out, **_known_text(kb, prover, rule, env), "holds": False, "fails_at": position + 1, "literal": shown,
                         "reason": f"no fact or rule gives {shown}",
                         "would_satisfy": _satisfiers(kb, prover, item.atom, env, depth)}
         envs = survivors[:MAX_ENVIRONMENTS]
     env = envs[0]
-    return {**out, "holds": True, "text": fill(rule.template, env, prover.case_key, kb.display_names),
+    return {**out, "holds": True, "text": fill(rule.template, env, prover.case_key, prover.names),
             "proof": prover.derivation_node(rule, env)}
 
 
+def _known_text(kb, prover, rule, env) -> dict:
+    """The rule's sentence with what the nearest miss had bound filled in."""
+    return {"text": fill_known(rule.template, env, prover.case_key, prover.names)}
+
+
 def _satisfiers(kb, prover, atom, env, depth) -> list:
-    """What would make the literal hold: the case field; facts of the predicate; or each rule
-    whose head matches the literal, with that rule's own nearest miss (a few levels deep)."""
+    """What would make the literal hold: the case field; the fact itself, with the facts of the
+    predicate the rules do state near it (differing in one argument) as what holds instead; or
+    each rule of the pack whose head matches the literal, with that rule's own nearest miss (a
+    few levels deep). Nothing already true is offered as what would make it hold."""
     decl = kb.decls[atom.pred]
+    bound = {p: value_of(a, env) for p, a in zip(decl.params, atom.args)}
+    known = {p: v for p, v in bound.items() if not isinstance(v, Var)}
     if decl.role == "case":
-        known = {p: value_of(a, env) for p, a in zip(decl.params, atom.args)}
         return [{"kind": "case", "text": "the case file recorded that "
-                 + fill(decl.template, {p: (p if isinstance(v, Var) else v) for p, v in known.items()},
-                        prover.case_key, kb.display_names)}]
+                 + fill_known(decl.template, known, prover.case_key, prover.names)}]
     out = []
     if any(f.atom.pred == atom.pred for f in kb.facts):
-        # The nearest facts: those that differ from the literal in one argument.
-        bound = [value_of(a, env) for a in atom.args]
-        seen = []
-        for i in range(len(bound)):
-            pattern = tuple(None if j == i or isinstance(v, Var) else v for j, v in enumerate(bound))
-            for values in kb.ask(atom.pred, pattern):
-                if values not in seen and len(seen) < 5:
-                    seen.append(values)
-        for values in seen:
-            fact = kb.fact_index.get((atom.pred, values))
-            out.append({"kind": "fact", "atom": render_atom(atom.pred, values),
-                        "source": {"file": fact.file, "line": fact.line} if fact else None})
+        values = [value_of(a, env) for a in atom.args]
+        nearby = []
+        for i in range(len(values)):
+            pattern = tuple(None if j == i or isinstance(v, Var) else v for j, v in enumerate(values))
+            for row in kb.ask(atom.pred, pattern):
+                if row not in nearby and len(nearby) < 5:
+                    nearby.append(row)
+        out.append({"kind": "fact", "atom": render_atom(atom.pred, values),
+                    "text": fill_known(decl.template, known, prover.case_key, prover.names),
+                    "source": None,
+                    "instead": [{"atom": render_atom(atom.pred, row),
+                                 "source": ({"file": f.file, "line": f.line}
+                                            if (f := kb.fact_index.get((atom.pred, row))) else None)}
+                                for row in nearby]})
     values = [value_of(a, env) for a in atom.args]
     for rule in kb.rules_by_head.get(atom.pred, ()):
+        if kb.ruleset.gate(rule) not in (None, prover.pack):
+            continue  # a rule of another pack cannot conclude anything under this one
         head_env = bind(rule.head.args, values)
         if head_env is None:
             continue
         entry = {"kind": "rule", "rule": rule.id,
-                 "text": fill_known(rule.template, head_env, prover.case_key, kb.display_names),
+                 "text": fill_known(rule.template, head_env, prover.case_key, prover.names),
                  "citations": list(rule.citations), "source": {"file": rule.file, "line": rule.line}}
         if depth + 1 < MAX_DEPTH:
             miss = _nearest_miss(kb, prover, rule, head_env, depth + 1)
             if not miss["holds"]:
+                entry["text"] = miss["text"]
                 entry["miss"] = {k: miss[k] for k in ("fails_at", "literal", "reason", "would_satisfy")}
         out.append(entry)
     return out

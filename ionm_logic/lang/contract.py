@@ -39,6 +39,7 @@ PROCEDURE_KINDS = "known_procedure_kind"
 REGIONS = "known_region"
 APPROACHES = "known_approach"
 INSTRUMENTATION = "known_instrumentation"
+OUTCOMES = "known_outcome"                     # outcomes a history entry may record
 LEVEL_RANK = "level_rank"                      # (Level, Rank): also the order of levels
 MODALITY = "modality"
 KNOWN_CODE = "known_code"
@@ -49,6 +50,7 @@ CODE_DESCRIPTION = "code_description"          # (Code, Text)
 MODALITY_NAME = "modality_name"                # (Modality, Text)
 DISPLAY_NAME = "display_name"                  # (Constant, Text): how sentences name a constant
 LINE_MODALITY = "line_modality"                # (Case, Line, Modality)
+BILLED_LINE = "billed_line"                    # (Case, Line, Code): a case fact; sentences name a line by it
 # The predicates whose proofs a report shows as its anatomical basis, in this order.
 BASIS_PREDICATES = ("last_cord_level", "most_cranial_operated_level", "structure_at_risk")
 # Derived predicates a decision reads besides the report rules' heads.
@@ -66,7 +68,7 @@ FHIR_CASE_FACT = "fhir_case_fact"                              # (Code, Where, E
 # COUNT_LIMIT and APPLIES_POLICY are left out: rule bodies use them.
 READ_BY_PROGRAM = frozenset({
     POLICY_PACK, POLICY_PACK_SOURCE, POLICY_VERSION, POLICY_VERSION_ENDS, PRECEDENCE,
-    PROCEDURE_KINDS, REGIONS, APPROACHES, INSTRUMENTATION, LEVEL_RANK, MODALITY,
+    PROCEDURE_KINDS, REGIONS, APPROACHES, INSTRUMENTATION, OUTCOMES, LEVEL_RANK, MODALITY,
     MODALITY_NAME, CODE_DESCRIPTION, CODE_ALLOWS_MODALITY, KNOWN_CODE, LINE_MODALITY,
     *BASIS_PREDICATES, "surgical_code_description", "monitors", DISPLAY_NAME,
     ENCODES_CLASS, ENCODES_MODALITY, LEAVES_CLASS_UNENCODED, SCOPE_NOTE, LINE_NOT_ENCODED,

@@ -1,13 +1,17 @@
 """Render proofs as a Graphviz digraph: one cluster per finding, a node per proof step."""
 from __future__ import annotations
 
+from ..explain.text import plain
 from .nodes import label, where
 
 SHAPES = {"rule": "box", "fact": "note", "case": "folder", "absent": "ellipse", "builtin": "diamond"}
 
 
 def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    """A DOT string: each line the renderer wrote (split at newlines) as one visible line of
+    text (`plain`), quotes and backslashes escaped, the lines joined by DOT's line break."""
+    return '"' + "\\n".join(plain(part).replace("\\", "\\\\").replace('"', '\\"')
+                             for part in text.split("\n")) + '"'
 
 
 def render(result: dict, code: str = None) -> str:
@@ -20,11 +24,11 @@ def render(result: dict, code: str = None) -> str:
         counter[0] += 1
         name = f"n{counter[0]}"
         kind = node["node"]
-        text = node["atom"] if kind != "rule" else f"{label(node)}\\n{node['atom']}"
+        text = node["atom"] if kind != "rule" else f"{label(node)}\n{node['atom']}"
         if where(node):
-            text += f"\\n{where(node)}"
+            text += f"\n{where(node)}"
         style = ', style="dashed"' if kind == "absent" else ""
-        cluster_lines.append(f"    {name} [shape={SHAPES[kind]}{style}, label={_quote(text).replace(chr(92) * 2 + 'n', chr(92) + 'n')}];")
+        cluster_lines.append(f"    {name} [shape={SHAPES[kind]}{style}, label={_quote(text)}];")
         for child in node.get("children") or []:
             child_name = add(child, cluster_lines)
             cluster_lines.append(f"    {name} -> {child_name};")

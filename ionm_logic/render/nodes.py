@@ -1,6 +1,8 @@
 """How every renderer names a proof node: its label and where it comes from."""
 from __future__ import annotations
 
+from ..explain.text import plain
+
 # The label of each kind of proof node; a rule node is labelled by its rule id.
 LABELS = {"fact": "fact", "case": "case", "absent": "absent", "builtin": "check"}
 
@@ -20,9 +22,10 @@ def where(node: dict) -> str:
 
 
 def proof_lines(node: dict, depth: int = 0, max_depth=None) -> list:
-    """A proof tree as indented text lines: [label] text  (where)."""
+    """A proof tree as indented text lines: [label] text  (where), each one visible line."""
     place = where(node)
-    lines = [f"{'  ' * depth}[{label(node)}] {node.get('text') or node['atom']}" + (f"  ({place})" if place else "")]
+    lines = [f"{'  ' * depth}[{label(node)}] {plain(node.get('text') or node['atom'])}"
+             + (f"  ({plain(place)})" if place else "")]
     if max_depth is None or depth < max_depth:
         for child in node.get("children") or []:
             lines += proof_lines(child, depth + 1, max_depth)

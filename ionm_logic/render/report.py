@@ -7,7 +7,10 @@ from a rule's or a predicate's template; nothing here knows medicine.
 """
 from __future__ import annotations
 
-from ..explain.text import sentence
+import re
+
+from ..explain.text import VALUE_LIMIT, inline, plain, sentence
+from ..lang.contract import UNDETERMINED
 from .nodes import proof_citations, proof_lines
 
 HEADLINES = {
@@ -51,33 +54,91 @@ class References:
         return out
 
 
+def line_labels(lines: list) -> dict:
+    """line pointer -> how prose names the line: its code, with the line's number when the case
+    bills that code on more than one line ('95938 (line 4)')."""
+    codes = [line["code"] for line in lines]
+    out = {}
+    for n, line in enumerate(lines, 1):
+        code = plain(line["code"], VALUE_LIMIT)
+        out[line["pointer"]] = f"{code} (line {n})" if codes.count(line["code"]) > 1 else code
+    return out
+
+
+def words(value, names=None) -> str:
+    """A vocabulary value as a reader sees it: its display name, or its words ('not medically
+    necessary' for not_medically_necessary), never its snake_case spelling."""
+    if value is None:
+        return "-"
+    value = str(value)
+    if names and value in names:
+        return names[value]
+    return plain(value.replace("_", " ") if re.fullmatch(r"[a-z][a-z0-9_]*", value) else value, VALUE_LIMIT)
+
+
+def labelled(label: str, text: str) -> str:
+    """'Label: text', the text continuing the sentence the label opens."""
+    return f"{label}: {inline(text)}"
+
+
+def verdict(overall: dict, lines: list, labels: dict) -> str:
+    """The case's determination in words, saying which lines no rule decides when there are any."""
+    head = HEADLINES[overall["determination"]]
+    open_lines = [labels[l["pointer"]] for l in lines if l["determination"] == UNDETERMINED]
+    if not open_lines or overall["determination"] == UNDETERMINED:
+        return head
+    n = len(open_lines)
+    return (f"{head} on the lines decided, and UNDETERMINED for {n} of {len(lines)} line{'s' if len(lines) != 1 else ''}, "
+            f"{', '.join(open_lines)}: no rule concludes on {'it' if n == 1 else 'them'}, so a reviewer must "
+            f"decide {'it' if n == 1 else 'them'}")
+
+
 def build(decision, detail: str = "short", trees: bool = False) -> list:
     """The report of a finished Decision as sections: (title, [blocks]); a block is ('p', text),
-    ('h3', text), ('ul', [items]), ('ol', [items]), ('table', rows, headers), ('pre', lines) or,
-    with `trees`, ('tree', label, proof) for every finding."""
+    ('h3', text), ('ul', [items]), ('ol', [items]), ('table', rows, headers), ('pre', lines),
+    ('status', determination, text); a table may carry a determination per row, an h3 its
+    line's determination; with, with `trees`, ('tree', label, proof) for every finding."""
     result, basis = decision.document, decision.basis
     refs = References(result["citations"])
-    description = decision.procedure
+    description = plain(decision.procedure, VALUE_LIMIT)
     overall = result["overall"]
+    labels = line_labels(result["lines"])
+    case_id = plain(result["case_id"], VALUE_LIMIT)
     sections = []
 
-    # Headline: the overall determination, and the findings that decided the lines' headlines
-    # (each rule once, the rules deciding most lines first).
+    # Headline: the overall determination, then one bullet per sentence that decided lines'
+    # headlines, the lines it decided first; lines group only where the filled-in sentence is
+    # the same, and a code billed on two lines is two bullets. Undetermined lines say so.
     deciding = {}
     for line in result["lines"]:
+        code = labels[line["pointer"]]
+        twice = code != plain(line["code"], VALUE_LIMIT)
+        if not line["findings"]:
+            key = (UNDETERMINED, line.get("reason", ""), line["pointer"])
+            deciding.setdefault(key, [line.get("reason", "no rule concludes on this line"), [], []])
+            deciding[key][1].append(code)
+            continue
         for f in line["findings"]:
             if f["determination"] == line["determination"]:
-                deciding.setdefault(f["rule"], [f, []])[1].append(line["code"])
-    lead = f"IONM during {description} is {HEADLINES[overall['determination']]}. {overall['text']}"
-    blocks = [("p", lead)]
+                key = (f["determination"], f["text"], line["pointer"] if twice else None)
+                entry = deciding.setdefault(key, [f["text"], [], f["citations"]])
+                if code not in entry[1]:
+                    entry[1].append(code)
+    lead = f"IONM during {inline(description)} is {verdict(overall, result['lines'], labels)}. {overall['text']}"
+    blocks = [("status", overall["determination"], lead)]
     ranked = sorted(deciding.values(), key=lambda entry: -len(entry[1]))
     if ranked:
-        blocks.append(("ul", [f"{', '.join(codes)}: {f['text']}" + refs.mark(f["citations"])
-                              for f, codes in ranked]))
+        blocks.append(("ul", [f"{', '.join(codes)}: {sentence(text)}"
+                              + refs.mark(cites) for text, codes, cites in ranked]))
     policy = result["policy"]
     window = f"{policy['in_force'][0]} to {policy['in_force'][1] or 'open'}"
-    blocks.append(("p", f"Case {result['case_id']}; payer policy {policy['id']}, version {policy['version']} "
-                        f"(in force {window}); date of service {decision.date_of_service}."))
+    if decision.as_of:
+        decided = (f"the version in force on {decision.as_of}, the date given with --as-of, which decided "
+                   f"in place of the case's date of service ({decision.date_of_service})")
+    else:
+        decided = f"the version in force on the case's date of service, {decision.date_of_service}"
+    blocks.append(("p", f"Case {case_id}; payer policy {policy['id']}, version {policy['version']} "
+                        f"(in force {window}): {decided}."))
     sections.append((f"Medical Necessity Determination for IONM During {description}", blocks))
 
     if basis:
@@ -85,26 +146,28 @@ def build(decision, detail: str = "short", trees: bool = False) -> list:
         sections.append(("Anatomical Basis", [("ul", items)]))
 
     rows = []
-    for line in result["lines"]:
+    for n, line in enumerate(result["lines"], 1):
         rules = ", ".join(f["rule"] for f in line["findings"]) or "-"
-        rows.append([line["pointer"], line["code"], line.get("modality") or "-", line["units"],
-                     line["determination"], rules])
-    sections.append(("Summary", [("table", rows, ["Line", "Code", "Modality", "Units", "Determination", "Rules"])]))
+        rows.append([n, plain(line["code"], VALUE_LIMIT), words(line.get("modality"), decision.names), line["units"],
+                     words(line["determination"]), rules])
+    sections.append(("Summary", [("table", rows, ["Line", "Code", "Modality", "Units", "Determination", "Rules"],
+                                  [line["determination"] for line in result["lines"]])]))
 
     analysis = []
     for line in result["lines"]:
         items = []
         for f in line["findings"]:
-            items.append(f"{HEADLINES[f['determination']].capitalize()}: {f['text']}"
+            items.append(labelled(HEADLINES[f["determination"]].capitalize(), f["text"])
                          + refs.mark(f["citations"] + proof_citations(f["proof"])) + f" ({f['rule']})")
         if not line["findings"]:
-            items.append(line.get("reason", "No rule concludes on this line."))
+            items.append(sentence(line.get("reason", "no rule concludes on this line")))
         for c in line["considerations"]:
-            items.append(f"Consideration: {c['text']}" + refs.mark(c["citations"]) + f" ({c['rule']})")
+            items.append(labelled("Consideration", c["text"]) + refs.mark(c["citations"]) + f" ({c['rule']})")
         for gap in line["missing_documentation"]:
-            items.append(f"Missing documentation: {gap['text']}")
-        heading = f"{line['code']} ({decision.line_names[line['pointer']]}) - {HEADLINES[line['determination']]}"
-        analysis.append(("h3", heading))
+            items.append(labelled("Missing documentation", gap["text"]))
+        heading = (f"{labels[line['pointer']]} ({plain(decision.line_names[line['pointer']])}) - "
+                   f"{HEADLINES[line['determination']]}")
+        analysis.append(("h3", heading, line["determination"]))
         analysis.append(("ul", items))
         if trees:
             for f in line["findings"] + line["considerations"]:
@@ -122,13 +185,14 @@ def build(decision, detail: str = "short", trees: bool = False) -> list:
     if evidence:
         sections.append(("Evidence Quality", [("ul", evidence)]))
 
+    # Like the headline, considerations group only where the filled-in sentence is the same.
     exceptions, seen = [], {}
     for line in result["lines"]:
         for c in line["considerations"]:
-            seen.setdefault(c["rule"], (c, []))[1].append(line["code"])
-    for rule, (c, codes) in seen.items():
+            seen.setdefault((c["rule"], c["text"]), (c, []))[1].append(labels[line["pointer"]])
+    for c, codes in seen.values():
         which = f"line{'s' if len(codes) > 1 else ''} {', '.join(codes)}"
-        exceptions.append(f"{c['text']} ({which})" + refs.mark(c["citations"]))
+        exceptions.append(f"{sentence(c['text']).rstrip('.')} ({which})." + refs.mark(c["citations"]))
     if exceptions:
         sections.append(("Limited Exceptions", [("ul", exceptions)]))
 
@@ -136,15 +200,15 @@ def build(decision, detail: str = "short", trees: bool = False) -> list:
         items = [o["text"] + refs.mark(o["citations"]) for o in result["observations"]]
         sections.append(("Common Pitfalls in This Case", [("ul", items)]))
 
-    final = [f"Final determination: {HEADLINES[overall['determination']]}. {overall['text']}"]
+    final = [f"Final determination: {verdict(overall, result['lines'], labels)}. {overall['text']}"]
     by_head = {}
     for line in result["lines"]:
-        by_head.setdefault(line["determination"], []).append(line["code"])
+        by_head.setdefault(line["determination"], []).append(labels[line["pointer"]])
     for det, codes in by_head.items():
         final.append(f"{HEADLINES[det].capitalize()}: {', '.join(codes)}.")
     if exceptions:
         final.append(f"{len(seen)} limited exception{'s' if len(seen) != 1 else ''} above "
                      "(shown for the reviewer) do not change these determinations under the policy.")
-    sections.append(("Final Determination", [("p", " ".join(final))]))
+    sections.append(("Final Determination", [("status", overall["determination"], " ".join(final))]))
     sections.append(("References", [("ol", refs.entries())]))
     return sections

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
+from ..explain.text import VALUE_LIMIT, plain
 from .report import build
 
 
@@ -12,22 +13,27 @@ def render(decision, detail: str = "short") -> str:
 
 
 def render_sections(sections: list) -> str:
+    """Sections laid out as text; every string passes `plain`, so no case text starts a line of
+    its own or reaches the terminal as a control sequence."""
     out = []
     for i, (title, blocks) in enumerate(sections):
+        title = plain(title)
         out.append(title if i == 0 else f"\n{title}")
         out.append("=" * len(title) if i == 0 else "-" * len(title))
         for block in blocks:
             kind = block[0]
             if kind in ("p", "h3"):
-                out.append(block[1])
+                out.append(plain(block[1]))
+            elif kind == "status":
+                out.append(plain(block[2]))
             elif kind == "ul":
-                out += [f"- {item}" for item in block[1]]
+                out += [f"- {plain(item)}" for item in block[1]]
             elif kind == "ol":
-                out += block[1]
+                out += [plain(item) for item in block[1]]
             elif kind == "table":
-                out.append(tabulate(block[1], headers=block[2], tablefmt="simple"))
+                out.append(tabulate([[plain(c) for c in r] for r in block[1]], headers=block[2], tablefmt="simple"))
             elif kind == "pre":
-                out += ["    " + line for line in block[1]]
+                out += ["    " + plain(line) for line in block[1]]
     return "\n".join(out) + "\n"
 
 
@@ -37,9 +43,11 @@ def _render_satisfiers(items, indent: str) -> list:
         if s["kind"] == "case":
             lines.append(f"{indent}would hold if {s['text']}")
         elif s["kind"] == "fact":
-            src = s["source"]
-            lines.append(f"{indent}would hold with a fact such as {s['atom']}"
-                         + (f" ({src['file']}:{src['line']})" if src else ""))
+            lines.append(f"{indent}would hold if the rules stated that {s['text']} ({s['atom']}), which they do not")
+            if s.get("instead"):
+                lines.append(f"{indent}  they state instead: " + "; ".join(
+                    f["atom"] + (f" ({f['source']['file']}:{f['source']['line']})" if f["source"] else "")
+                    for f in s["instead"]))
         else:
             lines.append(f"{indent}would hold if {s['rule']} concluded it ({s['source']['file']}:{s['source']['line']}): {s['text']}")
             miss = s.get("miss")
@@ -51,7 +59,7 @@ def _render_satisfiers(items, indent: str) -> list:
 
 def render_why_not(report: dict) -> str:
     """A why-not/v1 report as text."""
-    lines = [f"Why not {report['determination']} for {report['line']['code']} ({report['line']['pointer']}) "
+    lines = [f"Why not {report['determination']} for {plain(report['line']['code'], VALUE_LIMIT)} ({report['line']['pointer']}) "
              f"under {report['policy']['id']} {report['policy']['version']}?"]
     if not report["rules"]:
         lines.append(f"No rule of {report['policy']['id']} concludes {report['determination']} for any line.")
@@ -66,23 +74,23 @@ def render_why_not(report: dict) -> str:
         lines.append(f"    cites: {', '.join(r['citations'])}")
     verdict = "concluded" if report["concluded"] else "not concluded"
     lines.append(f"{report['determination']} is {verdict} for this line.")
-    return "\n".join(lines) + "\n"
+    return "\n".join(plain(line) for line in lines) + "\n"
 
 
 def render_diff(report: dict) -> str:
     """A diff/v1 report as text."""
     left, right = report["left"], report["right"]
-    out = [f"Case {report['case_id']}: {left['label']} vs {right['label']}", ""]
-    rows = [[l["pointer"], l["code"], l["left"], l["right"], "*" if l["differs"] else ""] for l in report["lines"]]
+    out = [plain(f"Case {plain(report['case_id'], VALUE_LIMIT)}: {left['label']} vs {right['label']}"), ""]
+    rows = [[l["pointer"], plain(l["code"], VALUE_LIMIT), l["left"], l["right"], "*" if l["differs"] else ""] for l in report["lines"]]
     rows.append(["overall", "", left["overall"], right["overall"], "*" if left["overall"] != right["overall"] else ""])
     out.append(tabulate(rows, headers=["Line", "Code", left["label"], right["label"], "Differs"]))
     for l in report["lines"]:
         if "only_left" not in l:
             continue
         out.append("")
-        out.append(f"{l['code']} ({l['pointer']}): {l['left']} vs {l['right']}")
+        out.append(plain(f"{plain(l['code'], VALUE_LIMIT)} ({l['pointer']}): {l['left']} vs {l['right']}"))
         for side, label in (("only_left", left["label"]), ("only_right", right["label"])):
             for f in l[side]:
-                out.append(f"  only under {label}: {f['rule']} ({f['determination']}) {f['text']} "
-                           f"[{', '.join(f['citations'])}]")
+                out.append(plain(f"  only under {label}: {f['rule']} ({f['determination']}) {f['text']} "
+                                 f"[{', '.join(f['citations'])}]"))
     return "\n".join(out) + "\n"
