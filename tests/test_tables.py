@@ -139,7 +139,7 @@ def test_parquet_output_has_one_row_per_line_and_one_per_bad_record(tmp_path):
     assert remote_time["deciding_rules"] == ["PACK-CONCURRENT-CASES-UNDOCUMENTED"]
     assert remote_time["finding_rules"] == ["PACK-CONCURRENT-CASES-UNDOCUMENTED", "PACK-TIME-NO-NECESSARY-MODALITY"]
     assert remote_time["units"] == 4 and remote_time["source_row"] == "claims.parquet#row=19"
-    assert "how many cases the interpreting physician covered" in remote_time["missing_documentation"]
+    assert "how many cases the interpreting professional covered" in remote_time["missing_documentation"]
     assert remote_time["missing_fields"] == ["monitoring_professional_concurrent_cases"]
     assert by_line[("acdf-c5-c6-myelopathy", "95938")]["missing_documentation"] is None
     errors = [r for r in rows if r["determination"] == "error"]
