@@ -261,10 +261,11 @@ _PLAIN = {
 }
 
 
-def parse_case(raw, source: str = "") -> Case:
-    """Validate case JSON (bytes or str); raise InputError naming each bad field."""
+def load_json(raw, source: str = "", what: str = "case"):
+    """The JSON document of raw input (bytes or str) within the record limit, or InputError
+    worded for a person; `what` names the input in the size message."""
     if len(raw) > LIMITS["record_bytes"]:
-        raise InputError([("", f"the case is longer than the limit of {LIMITS['record_bytes']:,} bytes")], source)
+        raise InputError([("", f"the {what} is longer than the limit of {LIMITS['record_bytes']:,} bytes")], source)
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
@@ -273,9 +274,14 @@ def parse_case(raw, source: str = "") -> Case:
     if not raw.strip():
         raise InputError([("", "the file is empty; expected a JSON object")], source)
     try:
-        doc = json.loads(raw)
+        return json.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise InputError([("", f"not valid JSON: {exc}")], source) from None
+
+
+def parse_case(raw, source: str = "") -> Case:
+    """Validate case JSON (bytes or str); raise InputError naming each bad field."""
+    doc = load_json(raw, source)
     if not isinstance(doc, dict):
         raise InputError([("", f"expected a JSON object, got {type(doc).__name__}")], source)
     _check_text(doc, source)

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .case import LIMITS, Case, parse_case
+from .case import Case, load_json, parse_case
 from .errors import InputError, pointer
 
 
@@ -41,19 +41,7 @@ class Input:
 
 def _loads(raw, source: str = ""):
     """The JSON document of raw input (bytes or str), or InputError as the case parser words it."""
-    if len(raw) > LIMITS["record_bytes"]:
-        raise InputError([("", f"the input is longer than the limit of {LIMITS['record_bytes']:,} bytes")], source)
-    if isinstance(raw, bytes):
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError([("", f"the file is not UTF-8 text (byte {exc.start})")], source) from None
-    if not raw.strip():
-        raise InputError([("", "the file is empty; expected a JSON object")], source)
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise InputError([("", f"not valid JSON: {exc}")], source) from None
+    return load_json(raw, source, what="input")
 
 
 def parse_input(raw, kb, source: str = "", payer_given: bool = False) -> Input:
