@@ -336,7 +336,7 @@ def query(query_text, case_file, why, rule_dirs):
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Worker processes, each with its own engine thread and loaded rules.")
+              help="Worker processes, each with its own engine process and loaded rules.")
 @click.option("--jwks", metavar="URL-or-FILE",
               help="Check CDS Hooks bearer tokens (RS384/ES384, aud = the service URL) against this JWKS. "
                    "Off by default: without it the server trusts every caller, for local use only.")
@@ -345,11 +345,15 @@ def serve(host, port, workers, jwks, rule_dirs):
     """Serve CDS Hooks (Da Vinci CRD coverage information for IONM orders) and /explain over HTTP.
 
     GET /cds-services, POST /cds-services/ionm-coverage, POST /explain?format=..., GET /healthz,
-    GET /version, GET /openapi.json. Needs the [serve] extra (FastAPI, uvicorn)."""
+    GET /version, GET /openapi.json. Needs the [serve] extra (FastAPI, uvicorn). A decision past
+    $IONM_LOGIC_TIME_LIMIT seconds (default 60) is answered 503 and its engine process replaced."""
     try:
         from . import serve as serving
         import uvicorn  # noqa: F401 - fail here, with a clear message, if the extra is missing
     except ImportError as exc:
         raise click.ClickException(f"serve needs the [serve] extra (pip install 'ionm-logic[serve]'): {exc}")
     api.rule_set(rule_dirs)  # bad --rules stop here, before the server starts
+    from .engine.limits import configured_seconds
+
+    configured_seconds()  # and so does a bad $IONM_LOGIC_TIME_LIMIT
     serving.run(host, port, workers, rule_dirs, jwks)

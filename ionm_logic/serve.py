@@ -1,18 +1,30 @@
 """`ionm-logic serve`: CDS Hooks 2.0 / Da Vinci CRD and /explain over HTTP (FastAPI on uvicorn).
 
-pyDatalog keeps per-thread state, so each process loads its rules on one dedicated engine
-thread and runs every piece of engine work there (a one-thread executor); the event loop only
-reads requests and writes answers. `--workers N` runs N such processes. Input problems come
-back as 4xx with an OperationOutcome naming the pointer, never a traceback.
+pyDatalog's evaluation holds the GIL and never returns to the interpreter inside its fixpoint
+loop, so a decision that never finishes would stop every thread of the process that runs it.
+The engine therefore lives in an engine process of its own, one per server worker: it loads the
+rules once and does all engine work on its one thread. The server's event loop only reads
+requests and writes answers; it hands each piece of engine work to the engine process, one at a
+time in arrival order, and waits for the answer on a helper thread. A decision past the time
+limit (engine/limits.py) gets the engine process killed and replaced, and its request a 503
+OperationOutcome; /healthz and every other request go on. `--workers N` runs N server workers,
+each with its engine process. Input problems come back as 4xx with an OperationOutcome naming
+the pointer, never a traceback.
 """
 
 import asyncio
 import json
+import multiprocessing
 import os
+import signal
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from typing import Optional
 
 from . import api
+from .engine import RuleSet
+from .engine.limits import DecisionTimeout, configured_seconds, decode_outcome, encode_outcome
 from .errors import InputError, pointer
 
 SERVICE_ID = "ionm-coverage"
@@ -41,6 +53,9 @@ class Problem(Exception):
         super().__init__(issues)
         self.status, self.issues, self.code = status, issues, code
 
+    def __reduce__(self):  # it crosses from the engine process: rebuilt from all three arguments
+        return Problem, (self.status, self.issues, self.code)
+
     def outcome(self) -> dict:
         return {"resourceType": "OperationOutcome",
                 "issue": [{"severity": "error", "code": self.code, "diagnostics": f"{p or '(document)'}: {m}",
@@ -53,19 +68,158 @@ def _status_of(exc: InputError) -> int:
     return 422 if payer else 400
 
 
-class Engine:
-    """The one thread of this process that owns the knowledge base; all engine work runs on it."""
+# --- the engine process ----------------------------------------------------------------------
 
-    def __init__(self, rule_dirs=()):
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ionm-engine")
-        # api.knowledge_base gives each thread its own engine: this one is the engine thread's.
-        self.kb = self.pool.submit(api.knowledge_base, tuple(rule_dirs)).result()
+STARTUP_SECONDS = 120.0  # loading the rules takes well under a second; this only bounds a broken start
+# What the engine process needs, imported once in the forkserver so that a replacement starts
+# in tens of milliseconds instead of importing pyDatalog and fhir.resources again.
+PRELOAD = ["ionm_logic.serve", "ionm_logic.inputs", "ionm_logic.fhir.read", "ionm_logic.fhir.crd",
+           "fhir.resources.R4B"]
+
+
+def _context():
+    """forkserver where there is one: the server process has threads (uvicorn's, the engine
+    client's), and a fork of a threaded process may inherit a lock some thread held; forkserver
+    forks from a clean single-threaded server instead. spawn elsewhere."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(PRELOAD)
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+class EngineProcess:
+    """This server worker's engine: a child process that owns the loaded rules and does every
+    piece of engine work on its one thread, one at a time, each within the time limit."""
+
+    def __init__(self, rules: RuleSet, seconds: Optional[float] = None):
+        self.rules, self.seconds = rules, seconds
+        # One thread talks to the engine process, so work queues in arrival order as on one engine thread.
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ionm-engine-client")
+        self.proc = self.conn = None
+        self.ready = self.closed = False
+
+    def start(self) -> None:
+        """Start the engine process (it loads the rules while this returns)."""
+        ctx = _context()
+        here, there = ctx.Pipe()
+        self.proc = ctx.Process(target=_engine_main, args=(there, self.rules), name="ionm-engine", daemon=True)
+        self.proc.start()
+        there.close()
+        self.conn, self.ready = here, False
+
+    def call(self, fn, *args):
+        """fn(kb, *args) in the engine process: its answer, or its error raised here; Problem 503
+        when it runs past the limit (the engine process is then replaced)."""
+        self._ensure_ready()
+        try:
+            self.conn.send((fn, args))
+            if not self.conn.poll(self.seconds):
+                self._replace()
+                # 503 with issue code `timeout` ("an internal timeout has occurred", FHIR R4
+                # issue-type, a transient issue): CDS Hooks 2.0 lets a service answer any 4xx/5xx
+                # and names none for this. No Retry-After: the same request would run into the
+                # same limit, and without one RFC 9110 has the client treat it as a 500.
+                raise Problem(503, DecisionTimeout(self.seconds).problems, "timeout")
+            payload = self.conn.recv_bytes()
+        except (EOFError, OSError):  # it died (killed from outside, or out of memory)
+            self._replace()
+            raise Problem(500, [("", "internal error: the engine process ended without an answer")],
+                          "exception") from None
+        return decode_outcome(payload)
 
     async def run(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self.call, fn, *args)
+
+    def _ensure_ready(self) -> None:
+        if self.closed:
+            raise Problem(503, [("", "the server is shutting down")], "transient")
+        if self.proc is None or not self.proc.is_alive():  # never started, or ended by someone else
+            self._stop()
+            self.start()
+        if not self.ready:
+            if not self.conn.poll(STARTUP_SECONDS):
+                self._stop()
+                raise Problem(500, [("", f"internal error: the engine process did not start within "
+                                         f"{STARTUP_SECONDS:g} s")], "exception")
+            try:
+                decode_outcome(self.conn.recv_bytes())  # None once the rules are loaded, else their error
+            except (EOFError, OSError):
+                self._stop()
+                raise Problem(500, [("", "internal error: the engine process ended while loading the rules")],
+                              "exception") from None
+            self.ready = True
+
+    def _replace(self) -> None:
+        self._stop()
+        if not self.closed:
+            self.start()  # the replacement loads the rules while the answer goes out
+
+    def _stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.join()
+            self.proc.close()
+        if self.conn is not None:
+            self.conn.close()
+        self.proc = self.conn = None
+        self.ready = False
+
+    def close(self) -> None:
+        """Kill the engine process; work waiting for it ends with a 503."""
+        self.closed = True
+        proc = self.proc
+        try:
+            if proc is not None:
+                proc.kill()  # a decision in progress ends now: its waiting thread sees the pipe close
+        except ValueError:  # that thread has just replaced it
+            pass
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self._stop()
 
 
-# --- work done on the engine thread ---------------------------------------------------------
+def _engine_main(conn, rules: RuleSet) -> None:
+    """The engine process: load the rules on this, its only thread, then do each piece of work
+    sent until the server closes the pipe."""
+    from .engine.engine import Engine
+
+    # Ctrl-C in the terminal reaches the whole process group: the server ends this process itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _end_with_parent()
+    loaded = {}
+
+    def load():
+        loaded["kb"] = Engine(rules)
+        api.tune_memory_for_many_cases()  # a long-lived decider, as batch and Dask workers are
+
+    conn.send_bytes(encode_outcome(load, (), {}))
+    kb = loaded.get("kb")
+    while kb is not None:
+        try:
+            fn, args = conn.recv()
+        except (EOFError, OSError):
+            return
+        conn.send_bytes(encode_outcome(fn, (kb, *args), {}))
+
+
+def _end_with_parent() -> None:
+    """Linux: be killed when the process that forked this one ends (the forkserver, which ends
+    with the server worker), so that a decision that never finishes cannot outlive a server
+    that was killed outright."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
+        return
+    if os.getppid() == 1:  # the parent ended before prctl took effect
+        os._exit(1)
+
+
+# --- a request's work (explain_body, hook_call and version_info run in the engine process) ----
 
 def _json(raw: bytes, what: str):
     try:
@@ -220,20 +374,23 @@ def _hook_bundle(call) -> tuple:
     return bundle, origins
 
 
-def version_info(kb) -> dict:
+def package_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        return version("ionm-logic")
+    except PackageNotFoundError:  # pragma: no cover - a source checkout that was never installed
+        return "unknown"
+
+
+def version_info(kb) -> dict:
     from .policy import pack_titles, versions
 
-    try:
-        package = version("ionm-logic")
-    except PackageNotFoundError:  # pragma: no cover - a source checkout that was never installed
-        package = "unknown"
     packs = [{"pack": pack, "title": title,
               "versions": [{"version": v.version, "in_force": v.window()} for v in versions(kb, pack)]}
              for pack, title in sorted(pack_titles(kb).items())]
-    return {"ionm_logic": package, "knowledge_base": {"sha256": kb.sha256, "rules": kb.rule_count(),
-                                                      "facts": kb.fact_count()}, "packs": packs}
+    return {"ionm_logic": package_version(), "knowledge_base": {"sha256": kb.sha256, "rules": kb.rule_count(),
+                                                                "facts": kb.fact_count()}, "packs": packs}
 
 
 def discovery() -> dict:
@@ -253,16 +410,27 @@ def discovery() -> dict:
 
 # --- the application -------------------------------------------------------------------------
 
-def create_app(rule_dirs=(), jwks: Optional[str] = None):
+def create_app(rules: Optional[RuleSet] = None, jwks: Optional[str] = None):
+    """The application around `rules` (default: the shipped rules, checked); its engine process
+    starts with the app and ends with it."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    engine = Engine(rule_dirs)
+    engine = EngineProcess(api.rule_set() if rules is None else rules, configured_seconds())
     verify = _jwt_verifier(jwks) if jwks else None
-    info = engine.pool.submit(version_info, engine.kb).result()
-    app = FastAPI(title="ionm-logic", version=info["ionm_logic"],
+    info = {}
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        info.update(await engine.run(version_info))  # starts the engine process and waits for its rules
+        try:
+            yield
+        finally:
+            engine.close()
+
+    app = FastAPI(title="ionm-logic", version=package_version(), lifespan=lifespan,
                   description="IONM medical-necessity decisions with proofs: CDS Hooks / Da Vinci CRD and /explain.")
     hook_ids = {f"{SERVICE_ID}-{hook}": hook for hook in HOOKS if hook != "order-sign"} | {SERVICE_ID: "order-sign"}
 
@@ -301,8 +469,8 @@ def create_app(rule_dirs=(), jwks: Optional[str] = None):
         authorize(request)
         call = _json(await request.body(), "hook request")
         check_call(call)
-        await complete_prefetch(call)  # network I/O on the event loop, never on the engine thread
-        text = await engine.run(hook_call, engine.kb, call)
+        await complete_prefetch(call)  # network I/O on the event loop, never in the engine process
+        text = await engine.run(hook_call, call)
         return Response(text, media_type="application/json")
 
     @app.post("/explain", summary="Decide a case file v1 or a FHIR Bundle")
@@ -312,7 +480,7 @@ def create_app(rule_dirs=(), jwks: Optional[str] = None):
             raise Problem(400, [("?format", f"unknown format {format!r}; known: {', '.join(api.FORMATS)}")])
         authorize(request)
         raw = await request.body()
-        media, text = await engine.run(explain_body, engine.kb, raw, format, payer, as_of)
+        media, text = await engine.run(explain_body, raw, format, payer, as_of)
         return Response(text, media_type=media)
 
     @app.get("/healthz", summary="Liveness")
@@ -358,9 +526,9 @@ def _jwt_verifier(jwks: str):
 
 
 def app_factory():
-    """The app for uvicorn's --factory (each worker process builds its own, with its own engine thread)."""
+    """The app for uvicorn's --factory (each worker process builds its own, with its own engine process)."""
     rule_dirs = json.loads(os.environ.get(ENV_RULES, "[]"))
-    return create_app(rule_dirs, os.environ.get(ENV_JWKS) or None)
+    return create_app(api.rule_set(rule_dirs), os.environ.get(ENV_JWKS) or None)
 
 
 def run(host: str, port: int, workers: int, rule_dirs=(), jwks: Optional[str] = None) -> None:

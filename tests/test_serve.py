@@ -26,12 +26,19 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, *args):
+    """`ionm-logic serve ARGS` on a free port; with `factory` ("test_module:function"), uvicorn
+    around the app that function builds (tests that need rules the CLI would refuse)."""
+
+    def __init__(self, *args, factory: str = "", env: dict = None):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        self.proc = subprocess.Popen([sys.executable, "-m", "ionm_logic", "serve", "--port", str(self.port), *args],
-                                     cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+        command = [sys.executable, "-m", "ionm_logic", "serve", "--port", str(self.port), *args]
+        if factory:
+            env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
+            command = [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1",
+                       "--port", str(self.port), "--log-level", "warning", "--no-access-log", *args]
+        self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.time() + 60
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -325,21 +332,42 @@ def test_two_workers_answer_like_one(server):
         srv.stop()
 
 
-def test_the_servers_engine_answers_on_its_own_thread_and_refuses_any_other():
-    """All engine work of a server process runs on its one engine thread: the engine it loaded
-    there answers there, and the same engine asked from this thread raises, never answers."""
-    from ionm_logic.engine.engine import EngineThreadError
-    from ionm_logic.serve import Engine
+def _where_the_work_runs(kb):
+    """Engine work that says where it ran: process, whether on that process's main thread, and an answer."""
+    import threading
 
-    engine = Engine()
+    return os.getpid(), threading.current_thread() is threading.main_thread(), kb.values("policy_pack", None, None)
+
+
+def test_the_servers_engine_answers_from_its_own_process_on_that_processs_one_thread(kb):
+    """All engine work of a server worker runs in its engine process, on the one thread that loaded
+    the rules there (the server's threads never hold a knowledge base, so none can use one from
+    the wrong thread; an Engine used off its thread raises, tests/test_engine.py). Until issue 16
+    this was one engine thread inside the server process; a decision that never finished held
+    the GIL there and stopped the whole server (tests/test_serve_time_limit.py)."""
+    from ionm_logic import api
+    from ionm_logic.serve import EngineProcess, version_info
+
+    engine = EngineProcess(api.rule_set(), seconds=60)
     try:
-        titles = engine.pool.submit(engine.kb.values, "policy_pack", None, None).result()
+        pid, on_main_thread, titles = engine.call(_where_the_work_runs)
+        assert pid != os.getpid() and on_main_thread
         assert ("commercial-reference", "Reference commercial payer: Intraoperative Neurophysiological Monitoring") \
             in titles
-        with pytest.raises(EngineThreadError):
-            engine.kb.values("policy_pack", None, None)
+        assert engine.call(version_info) == version_info(kb)
+        assert engine.call(_where_the_work_runs)[0] == pid  # loaded once: the same process answers again
     finally:
-        engine.pool.shutdown()
+        engine.close()
+    assert engine.proc is None
+
+
+def test_an_answer_refused_in_the_engine_process_crosses_to_the_server_as_the_same_problem():
+    import pickle
+
+    from ionm_logic.serve import Problem
+
+    problem = pickle.loads(pickle.dumps(Problem(422, [("/payer", "unknown payer 'acme'")], "invalid")))
+    assert (problem.status, problem.issues, problem.code) == (422, [("/payer", "unknown payer 'acme'")], "invalid")
 
 
 def test_random_damage_to_a_hook_call_gives_an_answer_or_a_4xx_never_another_error(kb):

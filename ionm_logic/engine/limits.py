@@ -13,7 +13,8 @@ is the backstop for the ones it does not know.
 Where it applies: `explain` and `test` (one child per decision). In long-running workers
 (`batch --jobs N`, `serve --workers N`) forking per case would lose each worker's warm tables;
 there the process that owns the workers keeps the same limit per record (configured_seconds)
-and replaces a worker that passes it. Without os.fork (Windows) the work runs unguarded.
+and replaces a worker that passes it (serve: each server worker's engine process, serve.py).
+Without os.fork (Windows) `explain` and `test` run unguarded.
 """
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ def _send(fd: int, payload: bytes) -> None:
         data = data[os.write(fd, data):]
 
 
-def _encode_outcome(fn, args, kwargs) -> bytes:
+def encode_outcome(fn, args, kwargs) -> bytes:
+    """fn(*args, **kwargs)'s result or error as bytes for another process (decode_outcome there)."""
     from .ruleset import RulesError
 
     try:
@@ -92,7 +94,7 @@ def within_time_limit(fn: Callable, *args, seconds: Optional[float] = None, **kw
         status = 0
         try:
             os.close(read_end)
-            _send(write_end, _encode_outcome(fn, args, kwargs))
+            _send(write_end, encode_outcome(fn, args, kwargs))
         except BaseException:  # noqa: BLE001 - the parent reports a child that sent nothing
             status = 1
         finally:
@@ -113,7 +115,7 @@ def within_time_limit(fn: Callable, *args, seconds: Optional[float] = None, **kw
         raise DecisionTimeout(seconds, str(kwargs.get("source") or ""))
     if payload == b"":
         raise RuntimeError("the decision's process ended without an answer")
-    return _decode_outcome(payload)
+    return decode_outcome(payload)
 
 
 def _receive(fd: int, deadline: float) -> Optional[bytes]:
@@ -135,10 +137,12 @@ def _receive(fd: int, deadline: float) -> Optional[bytes]:
     return data[8:]
 
 
-def _decode_outcome(payload: bytes):
+def decode_outcome(payload: bytes):
+    """The result encode_outcome carried, or its error raised again here."""
     from .ruleset import RulesError
 
-    # The child is this very process, forked a moment ago: its pickle is trusted as our own data.
+    # The sender is this very process forked a moment ago, or the engine process this one started
+    # (serve): its pickle is trusted as our own data.
     outcome = pickle.loads(payload)
     kind = outcome[0]
     if kind == "ok":

@@ -1,0 +1,112 @@
+"""A decision the engine never finishes ends its request at the time limit; the server goes on.
+
+uvicorn on 127.0.0.1 serves the shipped rules plus the symmetric and transitive fixture, compiled
+without `check` as test_time_limit.py's unchecked() does (standing for a shape `check` does not
+know yet), with IONM_LOGIC_TIME_LIMIT=3. The fixture's closure never ends on a case with two
+operated levels; with one operated level it is empty (LINKED-BASE needs two different levels)
+and ends, and LINKED-FINDING never fires, so a one-level case decides exactly as under the
+shipped rules alone."""
+import json
+import threading
+import time
+
+import httpx
+import pytest
+
+from conftest import REFERENCE, ROOT
+from ionm_logic.api import explain
+from ionm_logic.case import parse_case
+from test_serve import HOOK, Server, hook_request
+from test_time_limit import HANGS, unchecked
+
+LIMIT = 3
+
+
+def unchecked_app():
+    """The app these tests serve (uvicorn --factory): built around the unchecked rules, which the
+    CLI would refuse; no production switch skips `check`."""
+    from ionm_logic.serve import create_app
+
+    return create_app(unchecked(HANGS))
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = Server(factory="test_serve_time_limit:unchecked_app", env={"IONM_LOGIC_TIME_LIMIT": str(LIMIT)})
+    yield srv
+    err = srv.stop()
+    assert "Traceback" not in err, err
+
+
+def one_level_case() -> dict:
+    case = json.loads(REFERENCE.read_text())
+    case["procedure"]["levels"] = ["L5"]
+    return case
+
+
+def determinations(document: dict) -> list:
+    return [(line["code"], line["determination"]) for line in document["lines"]]
+
+
+def assert_timeout(response) -> None:
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"].startswith("application/fhir+json")
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    [issue] = outcome["issue"]
+    assert issue["severity"] == "error" and issue["code"] == "timeout"
+    assert f"did not finish within {LIMIT} s (IONM_LOGIC_TIME_LIMIT)" in issue["diagnostics"]
+    assert "run ionm-logic check" in issue["diagnostics"]
+    assert "Traceback" not in response.text
+
+
+def test_a_decision_past_the_limit_is_a_503_timeout_while_health_answers_and_the_next_case_is_decided(server, kb):
+    assert json.loads(REFERENCE.read_text())["procedure"]["levels"] == ["L5", "S1"]  # two levels: never ends
+    answers = {}
+
+    def post(name, body):
+        start = time.monotonic()
+        answers[name] = (httpx.post(server.base + "/explain", content=body, timeout=60), time.monotonic() - start)
+
+    hanging = threading.Thread(target=post, args=("two levels", REFERENCE.read_bytes()))
+    hanging.start()
+    time.sleep(1)  # the two-level case is in the engine by now; the next one queues behind it
+    waiting = threading.Thread(target=post, args=("one level", json.dumps(one_level_case()).encode()))
+    waiting.start()
+    health = []
+    while hanging.is_alive():
+        start = time.monotonic()
+        status = httpx.get(server.base + "/healthz", timeout=10).status_code
+        health.append((status, time.monotonic() - start))
+        time.sleep(0.2)
+    hanging.join()
+    waiting.join()
+
+    response, took = answers["two levels"]
+    assert_timeout(response)
+    assert LIMIT <= took < LIMIT + 5
+    # The event loop kept answering while the engine process was stuck in pyDatalog's loop.
+    assert len(health) >= 5 and {status for status, _ in health} == {200}
+    assert max(seconds for _, seconds in health) < 1.5
+    # The case that waited behind it was decided by the replacement engine process, as the
+    # shipped rules alone decide it (the fixture adds nothing with one operated level).
+    response, took = answers["one level"]
+    assert response.status_code == 200, response.text
+    assert took >= LIMIT - 1.5  # it really waited for the stopped decision
+    expected = explain(kb, parse_case(json.dumps(one_level_case()).encode()))
+    assert determinations(response.json()) == determinations(expected)
+    again = httpx.post(server.base + "/explain", json=one_level_case(), timeout=30)
+    assert again.status_code == 200 and determinations(again.json()) == determinations(expected)
+
+
+def test_a_hook_call_past_the_limit_is_the_same_503_and_the_service_answers_again(server):
+    order = json.loads((ROOT / "examples" / "fhir" / "alif-plif-l5-s1.order.json").read_text())  # L5-S1 as orders
+    start = time.monotonic()
+    response = httpx.post(server.base + HOOK, json=hook_request(order), timeout=60)
+    assert_timeout(response)
+    assert time.monotonic() - start < LIMIT + 5
+    assert httpx.get(server.base + "/cds-services", timeout=10).status_code == 200
+    version = httpx.get(server.base + "/version", timeout=10).json()
+    assert version["knowledge_base"]["sha256"] == unchecked(HANGS).sha256  # the rules it was given
+    decided = httpx.post(server.base + "/explain", json=one_level_case(), timeout=30)
+    assert decided.status_code == 200, decided.text
