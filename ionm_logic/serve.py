@@ -71,20 +71,17 @@ def _status_of(exc: InputError) -> int:
 # --- the engine process ----------------------------------------------------------------------
 
 STARTUP_SECONDS = 120.0  # loading the rules takes well under a second; this only bounds a broken start
-# What the engine process needs, imported once in the forkserver so that a replacement starts
-# in tens of milliseconds instead of importing pyDatalog and fhir.resources again.
-PRELOAD = ["ionm_logic.serve", "ionm_logic.inputs", "ionm_logic.fhir.read", "ionm_logic.fhir.crd",
-           "fhir.resources.R4B"]
+# Imported by the engine process before it says it is ready, so that the first hook call after a
+# (re)start does not pay for importing fhir.resources.
+PRELOAD = ("ionm_logic.inputs", "ionm_logic.fhir.read", "ionm_logic.fhir.crd", "fhir.resources.R4B")
 
 
 def _context():
-    """forkserver where there is one: the server process has threads (uvicorn's, the engine
-    client's), and a fork of a threaded process may inherit a lock some thread held; forkserver
-    forks from a clean single-threaded server instead. spawn elsewhere."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(PRELOAD)
-        return ctx
+    """spawn: the server process has threads (uvicorn's, the engine client's), and a plain fork of
+    a threaded process may inherit a lock some thread held. forkserver would start a replacement
+    faster (measured: 0.06 s against 0.3 s) but keeps itself alive as long as any process it
+    forked lives, so a decision that never finishes would outlive a server killed outright;
+    a spawned child is killed with the thread that started it (_end_with_parent)."""
     return multiprocessing.get_context("spawn")
 
 
@@ -103,7 +100,8 @@ class EngineProcess:
         """Start the engine process (it loads the rules while this returns)."""
         ctx = _context()
         here, there = ctx.Pipe()
-        self.proc = ctx.Process(target=_engine_main, args=(there, self.rules), name="ionm-engine", daemon=True)
+        self.proc = ctx.Process(target=_engine_main, args=(there, self.rules, os.getpid()), name="ionm-engine",
+                                daemon=True)
         self.proc.start()
         there.close()
         self.conn, self.ready = here, False
@@ -178,17 +176,21 @@ class EngineProcess:
         self._stop()
 
 
-def _engine_main(conn, rules: RuleSet) -> None:
+def _engine_main(conn, rules: RuleSet, server_pid: int) -> None:
     """The engine process: load the rules on this, its only thread, then do each piece of work
     sent until the server closes the pipe."""
+    import importlib
+
     from .engine.engine import Engine
 
     # Ctrl-C in the terminal reaches the whole process group: the server ends this process itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _end_with_parent()
+    _end_with_parent(server_pid)
     loaded = {}
 
     def load():
+        for module in PRELOAD:
+            importlib.import_module(module)
         loaded["kb"] = Engine(rules)
         api.tune_memory_for_many_cases()  # a long-lived decider, as batch and Dask workers are
 
@@ -202,10 +204,10 @@ def _engine_main(conn, rules: RuleSet) -> None:
         conn.send_bytes(encode_outcome(fn, (kb, *args), {}))
 
 
-def _end_with_parent() -> None:
-    """Linux: be killed when the process that forked this one ends (the forkserver, which ends
-    with the server worker), so that a decision that never finishes cannot outlive a server
-    that was killed outright."""
+def _end_with_parent(server_pid: int) -> None:
+    """Linux: be killed when the server thread that started this process ends (with its process,
+    however it ends), so that a decision that never finishes cannot outlive a server killed
+    outright: pyDatalog's loop holds the GIL, no thread of this process could watch for it."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
@@ -215,7 +217,7 @@ def _end_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
     except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
         return
-    if os.getppid() == 1:  # the parent ended before prctl took effect
+    if os.getppid() != server_pid:  # the server ended before prctl took effect
         os._exit(1)
 
 
