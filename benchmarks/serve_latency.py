@@ -7,7 +7,10 @@ an order Bundle in examples/fhir/ (the reference case by default) N times in all
 warm-up, and prints one table. Every answer is checked: status 200 and the same bytes as the
 first answer. A second table splits one call's time in this process (medians): FHIR structure
 validation, reading the Bundle as a case, deciding with proofs, the CRD response, and the same
-case decided from its case file — the engine's own cost on this machine at this moment.
+case decided from its case file — the engine's own cost on this machine at this moment; then
+the same call sent to an engine process as the server sends it (the cost of the process hop
+that keeps the time limit, serve.EngineProcess), and how long an engine process takes to start
+with its rules loaded (what a request waits after a decision was stopped at the limit).
 """
 import argparse
 import json
@@ -83,12 +86,27 @@ def breakdown(example):
     twin = parse_case((ROOT / "examples" / (Path(example).name.split(".")[0] + ".json")).read_bytes())
     for _ in range(5):
         serve.hook_call(kb, call)
+    engine = serve.EngineProcess(api.rule_set(), seconds=60)
+    try:
+        for _ in range(5):
+            engine.call(serve.hook_call, call)
+        through_process = median_ms(lambda: engine.call(serve.hook_call, call))
+        starts = []
+        for _ in range(3):
+            start = time.perf_counter()
+            engine.restart()
+            engine.call(serve.version_info)
+            starts.append(time.perf_counter() - start)
+    finally:
+        engine.close()
     return [["whole hook call", median_ms(lambda: serve.hook_call(kb, call))],
             ["  FHIR structure (fhir.resources)", median_ms(lambda: read._validate_structure(bundle, ""))],
             ["  Bundle -> case (with the above)", median_ms(lambda: read.read_bundle(bundle, kb))],
             ["  decide, proofs, missing documentation", median_ms(lambda: api.explain_input(kb, inp))],
             ["  CRD response", median_ms(lambda: api.to_json(crd.cds_response(kb, inp, result)))],
-            ["the twin case file decided (engine alone)", median_ms(lambda: api.explain_case(kb, twin))]]
+            ["the twin case file decided (engine alone)", median_ms(lambda: api.explain_case(kb, twin))],
+            ["whole hook call sent to an engine process", through_process],
+            ["engine process start, rules loaded (of 3)", f"{sorted(starts)[1] * 1000:.0f}"]]
 
 
 def main():

@@ -113,7 +113,7 @@ class EngineProcess:
         try:
             self.conn.send((fn, args))
             if not self.conn.poll(self.seconds):
-                self._replace()
+                self.restart()
                 # 503 with issue code `timeout` ("an internal timeout has occurred", FHIR R4
                 # issue-type, a transient issue): CDS Hooks 2.0 lets a service answer any 4xx/5xx
                 # and names none for this. No Retry-After: the same request would run into the
@@ -121,7 +121,7 @@ class EngineProcess:
                 raise Problem(503, DecisionTimeout(self.seconds).problems, "timeout")
             payload = self.conn.recv_bytes()
         except (EOFError, OSError):  # it died (killed from outside, or out of memory)
-            self._replace()
+            self.restart()
             raise Problem(500, [("", "internal error: the engine process ended without an answer")],
                           "exception") from None
         return decode_outcome(payload)
@@ -148,7 +148,8 @@ class EngineProcess:
                               "exception") from None
             self.ready = True
 
-    def _replace(self) -> None:
+    def restart(self) -> None:
+        """Kill the engine process (if running) and start another."""
         self._stop()
         if not self.closed:
             self.start()  # the replacement loads the rules while the answer goes out
