@@ -110,3 +110,14 @@ def test_a_hook_call_past_the_limit_is_the_same_503_and_the_service_answers_agai
     assert version["knowledge_base"]["sha256"] == unchecked(HANGS).sha256  # the rules it was given
     decided = httpx.post(server.base + "/explain", json=one_level_case(), timeout=30)
     assert decided.status_code == 200, decided.text
+
+
+def test_serve_refuses_a_limit_that_is_not_a_number_before_it_starts(monkeypatch):
+    from click.testing import CliRunner
+
+    from ionm_logic.cli import main
+
+    monkeypatch.setenv("IONM_LOGIC_TIME_LIMIT", "soon")
+    out = CliRunner().invoke(main, ["serve", "--port", "0"])
+    assert out.exit_code == 2
+    assert "IONM_LOGIC_TIME_LIMIT='soon' is not a number of seconds" in out.output
