@@ -361,6 +361,30 @@ def test_the_servers_engine_answers_from_its_own_process_on_that_processs_one_th
     assert engine.proc is None
 
 
+def _dies(kb):
+    os._exit(3)  # as the kernel's OOM killer or an operator's kill would end it, mid-work
+
+
+def test_an_engine_process_that_dies_is_a_500_for_its_request_and_replaced_for_the_next(kb):
+    from ionm_logic import api
+    from ionm_logic.serve import EngineProcess, Problem, version_info
+
+    engine = EngineProcess(api.rule_set(), seconds=60)
+    try:
+        first = engine.call(_where_the_work_runs)[0]
+        with pytest.raises(Problem) as caught:
+            engine.call(_dies)
+        assert caught.value.status == 500 and "ended without an answer" in caught.value.outcome()["issue"][0]["diagnostics"]
+        second = engine.call(_where_the_work_runs)[0]
+        assert second != first
+        os.kill(second, 9)  # killed while idle: the next request starts another, unharmed
+        engine.proc.join()
+        assert engine.call(version_info) == version_info(kb)
+        assert engine.call(_where_the_work_runs)[0] not in (first, second)
+    finally:
+        engine.close()
+
+
 def test_an_answer_refused_in_the_engine_process_crosses_to_the_server_as_the_same_problem():
     import pickle
 
