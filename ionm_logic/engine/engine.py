@@ -84,6 +84,18 @@ def _engine_fact(pred: str, encoded: list):
     return _engine_clause(_pyname(pred), encoded)
 
 
+class _Delta:
+    """The case facts one fact_delta changes: all of them, and per predicate (present, values)."""
+
+    def __init__(self, add, remove):
+        self.facts = frozenset(add) | frozenset(remove)
+        by_pred = {}
+        for present, facts in ((True, add), (False, remove)):
+            for pred, values in facts:
+                by_pred.setdefault(pred, set()).add((present, tuple(values)))
+        self.by_pred = {pred: frozenset(found) for pred, found in by_pred.items()}
+
+
 class _Stages:
     """One pack's case-dependent rules in strata, for evaluating a case bottom-up.
 
@@ -111,9 +123,13 @@ class _Stages:
         count = 1 + max(self.level_of.values(), default=-1)
         self.levels = [[r for r in ruleset.pack_rules(pack) if self.level_of[r.head.pred] == k] for k in range(count)]
         self.frozen_at = [sorted(p for p in self.frozen_preds if self.level_of[p] == k) for k in range(count)]
-        self.reads = {self.index(r): frozenset(item.atom.pred for item in r.body if isinstance(item, Literal)
-                                               and item.atom.pred in self.by_head)
+        self.reads = {self.index(r): tuple(sorted({item.atom.pred for item in r.body if isinstance(item, Literal)
+                                                   and item.atom.pred in self.by_head}))
                       for rules in self.by_head.values() for r in rules}
+        self.fact_reads = {self.index(r): tuple(sorted({item.atom.pred for item in r.body if isinstance(item, Literal)
+                                                        and item.atom.pred not in self.by_head}))
+                           for rules in self.by_head.values() for r in rules}
+        self.numbers = {pred: tuple(self.index(r) for r in rules) for pred, rules in self.by_head.items()}
         self._plans = {}
 
     def closed(self, numbers) -> tuple:
@@ -198,6 +214,7 @@ class Engine:
         self._variant_unions = {}  # (pack, stratum, rule indexes) -> a union of those rules
         self._frozen = []  # the asserted case's frozen answers, as engine clauses
         self._frozen_answers = {}  # (pack, case key) -> pred -> its tuples, as frozen
+        self._variant_memo = {}  # (pack, case key) -> (rule number, its inputs) -> witnesses (variant_tables)
         self._case_tables = {}  # (pack, case key) -> the asserted case's tables (case_tables)
         self._deltas = 0  # fact_delta blocks open
         self._delta_facts = []  # the (pred, values) facts each open fact_delta changes
@@ -281,6 +298,7 @@ class Engine:
             self._variant_unions.clear()
             self._frozen.clear()
             self._frozen_answers.clear()
+            self._variant_memo.clear()
             self._case_tables.clear()
             self._compile()
 
@@ -391,27 +409,45 @@ class Engine:
             raise RuntimeError("variant_tables needs the case's own tables: ask case_tables before the fact_delta")
         stages = self._stages[pack]
         answers = self._frozen_answers[(pack, case_key)]
-        reading = self.ruleset.rules_reading(self._delta_facts[-1])
-        tables, swapped, changed = {}, [], set()
+        delta = self._delta_facts[-1]
+        reading = self.ruleset.rules_reading(delta.facts)
+        memo = self._variant_memo.setdefault((pack, case_key), {})
+        tables, swapped, changed = {}, [], {}
         try:
             for level, candidates in stages.plan(tuple(self.index(r) for r in rules), touched):
                 # A candidate is asked again only if it reads a changed fact or a predicate
-                # whose answers this variant changed; the others keep their base tables.
-                todo = stages.closed(n for n in candidates if n in reading or stages.reads[n] & changed)
-                if not todo:
-                    continue
-                compiled = self._variant_unions.get((pack, level, todo))
-                if compiled is None:
-                    compiled = self._variant_unions[(pack, level, todo)] = self._compile_stratum(stages, todo)
-                name, todo_rules = compiled
-                tables.update(self._ask_union(name, todo_rules, case_key))
+                # whose answers this variant changed, and no earlier variant of the case gave it
+                # the same inputs (a rule's witnesses depend only on them); the others keep
+                # their base tables.
+                todo = {}
+                for n in candidates:
+                    if n in reading or any(p in changed for p in stages.reads[n]):
+                        inputs = (n, tuple(delta.by_pred.get(p) for p in stages.fact_reads[n]),
+                                  tuple(changed.get(p) for p in stages.reads[n]))
+                        known = memo.get(inputs)
+                        if known is None or stages.head_of[n] in stages.live_preds:
+                            todo[n] = inputs
+                        else:
+                            tables[n] = known
+                if todo:
+                    asked = stages.closed(todo)
+                    compiled = self._variant_unions.get((pack, level, asked))
+                    if compiled is None:
+                        compiled = self._variant_unions[(pack, level, asked)] = self._compile_stratum(stages, asked)
+                    name, todo_rules = compiled
+                    found = self._ask_union(name, todo_rules, case_key)
+                    tables.update(found)
+                    for n, inputs in todo.items():
+                        memo[inputs] = found[n]
                 for pred in stages.frozen_at[level]:
-                    if not any(self.index(r) in tables for r in stages.by_head[pred]):
+                    if not any(n in tables for n in stages.numbers[pred]):
                         continue
-                    now = self._answers_of(stages, pred, {**base, **tables})
+                    now = {values for rule in stages.by_head[pred] for values in
+                           self.head_tuples(rule, tables[self.index(rule)] if self.index(rule) in tables
+                                            else base[self.index(rule)])}
                     if now == answers[pred]:
                         continue
-                    changed.add(pred)
+                    changed[pred] = frozenset(now)
                     for values, present in [(v, False) for v in answers[pred] - now] + [(v, True) for v in now - answers[pred]]:
                         clause = _engine_clause(stages.frozen_name(pred), [encode(v) for v in values])
                         (pyEngine.assert_ if present else pyEngine.retract)(clause)
@@ -449,12 +485,13 @@ class Engine:
             self._frozen.clear()
             self._case_tables.clear()
             self._frozen_answers.clear()
+            self._variant_memo.clear()
 
     @contextmanager
     def fact_delta(self, add, remove):
         """Within an asserted case: retract `remove` and assert `add` for a block, then undo."""
         self._activate()
-        self._delta_facts.append(frozenset(add) | frozenset(remove))
+        self._delta_facts.append(_Delta(add, remove))
         add = [_engine_fact(p, [encode(v) for v in vals]) for p, vals in add]
         remove = [_engine_fact(p, [encode(v) for v in vals]) for p, vals in remove]
         for clause in remove:
