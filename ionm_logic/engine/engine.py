@@ -215,6 +215,7 @@ class Engine:
         self._frozen = []  # the asserted case's frozen answers, as engine clauses
         self._frozen_answers = {}  # (pack, case key) -> pred -> its tuples, as frozen
         self._variant_memo = {}  # (pack, case key) -> (rule number, its inputs) -> witnesses (variant_tables)
+        self._base_heads = {}  # (pack, case key) -> rule number -> its head tuples, for frozen predicates' rules
         self._case_tables = {}  # (pack, case key) -> the asserted case's tables (case_tables)
         self._deltas = 0  # fact_delta blocks open
         self._delta_facts = []  # the (pred, values) facts each open fact_delta changes
@@ -299,6 +300,7 @@ class Engine:
             self._frozen.clear()
             self._frozen_answers.clear()
             self._variant_memo.clear()
+            self._base_heads.clear()
             self._case_tables.clear()
             self._compile()
 
@@ -350,22 +352,22 @@ class Engine:
         tables = self._case_tables.get((pack, case_key))
         if tables is None:
             stages = self._stages[pack]
-            tables, answers = {}, {}
+            tables, answers, heads = {}, {}, {}
             for level, rules in enumerate(stages.levels):
                 tables.update(self._ask_union(stages.union_name(level), rules, case_key))
                 for pred in stages.frozen_at[level]:
-                    answers[pred] = self._answers_of(stages, pred, tables)
+                    answers[pred] = set()
+                    for rule, n in zip(stages.by_head[pred], stages.numbers[pred]):
+                        heads[n] = self.head_tuples(rule, tables[n])
+                        answers[pred].update(heads[n])
                     for values in answers[pred]:
                         clause = _engine_clause(stages.frozen_name(pred), [encode(v) for v in values])
                         pyEngine.assert_(clause)
                         self._frozen.append(clause)
             self._case_tables[(pack, case_key)] = tables
             self._frozen_answers[(pack, case_key)] = answers
+            self._base_heads[(pack, case_key)] = heads
         return tables
-
-    def _answers_of(self, stages, pred: str, tables: dict) -> set:
-        """The tuples of `pred` the witness tables derive through the pack's rules for it."""
-        return {values for rule in stages.by_head[pred] for values in self.head_tuples(rule, tables[self.index(rule)])}
 
     def _add_union(self, name: str, rules: list, names_for) -> None:
         """name(RuleIndex, Case, Witness..., padding) for each rule: asked with Case bound, the
@@ -412,9 +414,11 @@ class Engine:
         delta = self._delta_facts[-1]
         reading = self.ruleset.rules_reading(delta.facts)
         memo = self._variant_memo.setdefault((pack, case_key), {})
+        base_heads = self._base_heads[(pack, case_key)]
+        asked = tuple(self.index(r) for r in rules)
         tables, swapped, changed = {}, [], {}
         try:
-            for level, candidates in stages.plan(tuple(self.index(r) for r in rules), touched):
+            for level, candidates in stages.plan(asked, touched):
                 # A candidate is asked again only if it reads a changed fact or a predicate
                 # whose answers this variant changed, and no earlier variant of the case gave it
                 # the same inputs (a rule's witnesses depend only on them); the others keep
@@ -430,10 +434,10 @@ class Engine:
                         else:
                             tables[n] = known
                 if todo:
-                    asked = stages.closed(todo)
-                    compiled = self._variant_unions.get((pack, level, asked))
+                    group = stages.closed(todo)
+                    compiled = self._variant_unions.get((pack, level, group))
                     if compiled is None:
-                        compiled = self._variant_unions[(pack, level, asked)] = self._compile_stratum(stages, asked)
+                        compiled = self._variant_unions[(pack, level, group)] = self._compile_stratum(stages, group)
                     name, todo_rules = compiled
                     found = self._ask_union(name, todo_rules, case_key)
                     tables.update(found)
@@ -442,9 +446,9 @@ class Engine:
                 for pred in stages.frozen_at[level]:
                     if not any(n in tables for n in stages.numbers[pred]):
                         continue
-                    now = {values for rule in stages.by_head[pred] for values in
-                           self.head_tuples(rule, tables[self.index(rule)] if self.index(rule) in tables
-                                            else base[self.index(rule)])}
+                    now = set()
+                    for rule, n in zip(stages.by_head[pred], stages.numbers[pred]):
+                        now.update(self.head_tuples(rule, tables[n]) if n in tables else base_heads[n])
                     if now == answers[pred]:
                         continue
                     changed[pred] = frozenset(now)
@@ -455,7 +459,7 @@ class Engine:
         finally:
             for clause, present in reversed(swapped):
                 (pyEngine.retract if present else pyEngine.assert_)(clause)
-        return {self.index(r): tables.get(self.index(r), base[self.index(r)]) for r in rules}
+        return {n: tables[n] if n in tables else base[n] for n in asked}
 
     def _compile_stratum(self, stages, todo: tuple) -> tuple:
         """(engine name, rules) of a union of some of a stratum's rules (variant_tables)."""
@@ -486,6 +490,7 @@ class Engine:
             self._case_tables.clear()
             self._frozen_answers.clear()
             self._variant_memo.clear()
+            self._base_heads.clear()
 
     @contextmanager
     def fact_delta(self, add, remove):
