@@ -84,6 +84,13 @@ def _engine_fact(pred: str, encoded: list):
     return _engine_clause(_pyname(pred), encoded)
 
 
+# Bounds on what an engine keeps across cases: rule witnesses by their inputs (a few hundred
+# bytes each), and unions of part of a stratum compiled into pyDatalog (they stay compiled).
+RULE_MEMO_ENTRIES = 20_000
+SUBSET_UNIONS = 2_000
+_NONE = frozenset()
+
+
 class _Delta:
     """The case facts one fact_delta changes: all of them, and per predicate (present, values)."""
 
@@ -123,6 +130,7 @@ class _Stages:
         count = 1 + max(self.level_of.values(), default=-1)
         self.levels = [[r for r in ruleset.pack_rules(pack) if self.level_of[r.head.pred] == k] for k in range(count)]
         self.frozen_at = [sorted(p for p in self.frozen_preds if self.level_of[p] == k) for k in range(count)]
+        self.numbers_at = [tuple(sorted(self.index(r) for r in rules)) for rules in self.levels]
         self.reads = {self.index(r): tuple(sorted({item.atom.pred for item in r.body if isinstance(item, Literal)
                                                    and item.atom.pred in self.by_head}))
                       for rules in self.by_head.values() for r in rules}
@@ -211,10 +219,11 @@ class Engine:
         self._global_tables = {}
         self.proof_memo = {}  # proofs of atoms no case fact reaches, shared by all cases
         self._rule_queries = {}
-        self._variant_unions = {}  # (pack, stratum, rule indexes) -> a union of those rules
+        self._subset_unions = {}  # (pack number, stratum, rule numbers) -> a union of those rules
+        self._rule_memo = {}  # (rule number, the facts and answers its body reads) -> its witnesses
+        self._fact_sets = {}  # pred -> the asserted case facts' values
         self._frozen = []  # the asserted case's frozen answers, as engine clauses
         self._frozen_answers = {}  # (pack, case key) -> pred -> its tuples, as frozen
-        self._variant_memo = {}  # (pack, case key) -> (rule number, its inputs) -> witnesses (variant_tables)
         self._base_heads = {}  # (pack, case key) -> rule number -> its head tuples, for frozen predicates' rules
         self._case_tables = {}  # (pack, case key) -> the asserted case's tables (case_tables)
         self._deltas = 0  # fact_delta blocks open
@@ -296,10 +305,10 @@ class Engine:
         if current is not self._logic:
             self._global_tables.clear()
             self._rule_queries.clear()
-            self._variant_unions.clear()
+            self._subset_unions.clear()
+            self._rule_memo.clear()
             self._frozen.clear()
             self._frozen_answers.clear()
-            self._variant_memo.clear()
             self._base_heads.clear()
             self._case_tables.clear()
             self._compile()
@@ -354,12 +363,13 @@ class Engine:
             stages = self._stages[pack]
             tables, answers, heads = {}, {}, {}
             for level, rules in enumerate(stages.levels):
-                tables.update(self._ask_union(stages.union_name(level), rules, case_key))
+                self._stratum(stages, level, stages.numbers_at[level], self._fact_sets, answers, case_key, tables)
                 for pred in stages.frozen_at[level]:
-                    answers[pred] = set()
+                    found = set()
                     for rule, n in zip(stages.by_head[pred], stages.numbers[pred]):
                         heads[n] = self.head_tuples(rule, tables[n])
-                        answers[pred].update(heads[n])
+                        found.update(heads[n])
+                    answers[pred] = frozenset(found)
                     for values in answers[pred]:
                         clause = _engine_clause(stages.frozen_name(pred), [encode(v) for v in values])
                         pyEngine.assert_(clause)
@@ -368,6 +378,44 @@ class Engine:
             self._frozen_answers[(pack, case_key)] = answers
             self._base_heads[(pack, case_key)] = heads
         return tables
+
+    def _stratum(self, stages, level: int, numbers, facts: dict, answers: dict, case_key: str, tables: dict) -> None:
+        """Put in `tables` the witnesses of the stratum's rules `numbers`, for the case facts
+        `facts` and lower answers `answers` (pred -> frozenset) asserted now.
+
+        A rule's witnesses depend only on the facts and answers of the predicates its body
+        reads: those already found for the same inputs, in this case or an earlier one, are
+        taken from the memo (exact: the inputs are its key), and only the others are asked, in
+        one union (a rule of a recursive component is always asked, with its component)."""
+        memo, todo = self._rule_memo, {}
+        for n in numbers:
+            inputs = (n, tuple(facts.get(p, _NONE) for p in stages.fact_reads[n]),
+                      tuple(answers[p] for p in stages.reads[n] if p not in stages.component[stages.head_of[n]]))
+            known = memo.get(inputs)
+            if known is None or stages.head_of[n] in stages.live_preds:
+                todo[n] = inputs
+            else:
+                tables[n] = known
+        if not todo:
+            return
+        group = stages.closed(todo)
+        if group == stages.numbers_at[level]:
+            name, rules = stages.union_name(level), stages.levels[level]
+        else:
+            compiled = self._subset_unions.get((stages.number, level, group))
+            if compiled is None:
+                if len(self._subset_unions) >= SUBSET_UNIONS:
+                    group = stages.numbers_at[level]  # enough unions compiled: ask the whole stratum
+                    compiled = (stages.union_name(level), stages.levels[level])
+                else:
+                    compiled = self._subset_unions[(stages.number, level, group)] = self._compile_stratum(stages, group)
+            name, rules = compiled
+        found = self._ask_union(name, rules, case_key)
+        tables.update(found)
+        if len(memo) + len(todo) > RULE_MEMO_ENTRIES:
+            memo.clear()  # bounded memory; what the memo holds never changes an answer
+        for n, inputs in todo.items():
+            memo[inputs] = found[n]
 
     def _add_union(self, name: str, rules: list, names_for) -> None:
         """name(RuleIndex, Case, Witness..., padding) for each rule: asked with Case bound, the
@@ -413,36 +461,20 @@ class Engine:
         answers = self._frozen_answers[(pack, case_key)]
         delta = self._delta_facts[-1]
         reading = self.ruleset.rules_reading(delta.facts)
-        memo = self._variant_memo.setdefault((pack, case_key), {})
+        facts = dict(self._fact_sets)
+        for pred, changes in delta.by_pred.items():
+            facts[pred] = (facts.get(pred, _NONE) - {v for present, v in changes if not present}
+                           | {v for present, v in changes if present})
         base_heads = self._base_heads[(pack, case_key)]
         asked = tuple(self.index(r) for r in rules)
-        tables, swapped, changed = {}, [], {}
+        tables, swapped, now_answers, changed = {}, [], dict(answers), set()
         try:
             for level, candidates in stages.plan(asked, touched):
                 # A candidate is asked again only if it reads a changed fact or a predicate
-                # whose answers this variant changed, and no earlier variant of the case gave it
-                # the same inputs (a rule's witnesses depend only on them); the others keep
-                # their base tables.
-                todo = {}
-                for n in candidates:
-                    if n in reading or any(p in changed for p in stages.reads[n]):
-                        inputs = (n, tuple(delta.by_pred.get(p) for p in stages.fact_reads[n]),
-                                  tuple(changed.get(p) for p in stages.reads[n]))
-                        known = memo.get(inputs)
-                        if known is None or stages.head_of[n] in stages.live_preds:
-                            todo[n] = inputs
-                        else:
-                            tables[n] = known
+                # whose answers this variant changed; the others keep their base tables.
+                todo = [n for n in candidates if n in reading or not changed.isdisjoint(stages.reads[n])]
                 if todo:
-                    group = stages.closed(todo)
-                    compiled = self._variant_unions.get((pack, level, group))
-                    if compiled is None:
-                        compiled = self._variant_unions[(pack, level, group)] = self._compile_stratum(stages, group)
-                    name, todo_rules = compiled
-                    found = self._ask_union(name, todo_rules, case_key)
-                    tables.update(found)
-                    for n, inputs in todo.items():
-                        memo[inputs] = found[n]
+                    self._stratum(stages, level, stages.closed(todo), facts, now_answers, case_key, tables)
                 for pred in stages.frozen_at[level]:
                     if not any(n in tables for n in stages.numbers[pred]):
                         continue
@@ -451,7 +483,8 @@ class Engine:
                         now.update(self.head_tuples(rule, tables[n]) if n in tables else base_heads[n])
                     if now == answers[pred]:
                         continue
-                    changed[pred] = frozenset(now)
+                    now_answers[pred] = frozenset(now)
+                    changed.add(pred)
                     for values, present in [(v, False) for v in answers[pred] - now] + [(v, True) for v in now - answers[pred]]:
                         clause = _engine_clause(stages.frozen_name(pred), [encode(v) for v in values])
                         (pyEngine.assert_ if present else pyEngine.retract)(clause)
@@ -462,8 +495,8 @@ class Engine:
         return {n: tables[n] if n in tables else base[n] for n in asked}
 
     def _compile_stratum(self, stages, todo: tuple) -> tuple:
-        """(engine name, rules) of a union of some of a stratum's rules (variant_tables)."""
-        name = _internal(f"p{stages.number}_variant_{len(self._variant_unions)}")
+        """(engine name, rules) of a union of some of a stratum's rules."""
+        name = _internal(f"p{stages.number}_subset_{len(self._subset_unions)}")
         chosen = [self.rules[i] for i in todo]
         self._add_union(name, chosen, stages.engine_name)
         return name, chosen
@@ -473,6 +506,10 @@ class Engine:
         """Assert (pred, values) case facts for the duration of a block, then retract them."""
         self._activate()
         self._case_tables.clear()
+        sets = {}
+        for pred, values in facts:
+            sets.setdefault(pred, set()).add(tuple(values))
+        self._fact_sets = {pred: frozenset(found) for pred, found in sets.items()}
         clauses = [_engine_fact(pred, [encode(v) for v in values]) for pred, values in facts]
         asserted = []
         try:
@@ -489,8 +526,8 @@ class Engine:
             self._frozen.clear()
             self._case_tables.clear()
             self._frozen_answers.clear()
-            self._variant_memo.clear()
             self._base_heads.clear()
+            self._fact_sets = {}
 
     @contextmanager
     def fact_delta(self, add, remove):
