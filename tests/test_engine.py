@@ -154,3 +154,20 @@ def test_a_recursive_component_shares_one_stratum_and_reads_itself_live():
     assert stages.level_of["level_reached"] == stages.level_of["level_reached_onward"]
     assert stages.level_of["level_at_or_above"] > stages.level_of["level_reached"]
     assert {"level_reached", "level_reached_onward", "level_at_or_above"} <= stages.live_preds
+
+
+def test_decisions_are_the_same_whatever_the_engine_remembers_across_cases(monkeypatch):
+    # The engine keeps rule witnesses by their inputs across cases, and compiles unions of part
+    # of a stratum, both bounded. With both bounds tiny (the memo cleared every few rules, the
+    # whole stratum asked instead of a part) and with the cases in the other order, every
+    # decision is the same as with room to spare.
+    from ionm_logic.engine import engine as engine_module
+
+    def decide_all(paths):
+        kb = Engine(load_rules())
+        return {path.name: api.explain(kb, parse_case(path.read_bytes())) for path in paths}
+
+    roomy = decide_all(EXAMPLES)
+    monkeypatch.setattr(engine_module, "RULE_MEMO_ENTRIES", 3)
+    monkeypatch.setattr(engine_module, "SUBSET_UNIONS", 1)
+    assert decide_all(reversed(EXAMPLES)) == roomy
