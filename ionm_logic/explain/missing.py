@@ -27,6 +27,7 @@ class Variants:
     def __init__(self, kb, posed, ev, rules: list, lines, ranks: dict, prover):
         self.kb, self.posed, self.ranks, self.lines = kb, posed, ranks, list(lines)
         self.finding_rules = [r for r in rules if kb.decls[r.head.pred].role == "finding"]
+        self.numbered = [(kb.index(rule), rule.id) for rule in self.finding_rules]
         self.base_heads = {kb.index(rule): [] for rule in self.finding_rules}
         for d in itertools.chain(*ev.findings.values()):
             self.base_heads[kb.index(d.rule)].append(d.values)
@@ -49,11 +50,11 @@ class Variants:
     def headlines(self, rule_heads: dict) -> dict:
         """line -> headline when the rules in `rule_heads` answer so and the others as in the base."""
         per_line = {line: set() for line in self.lines}
-        for rule in self.finding_rules:
-            number = self.kb.index(rule)
+        key = self.posed.key
+        for number, rule_id in self.numbered:
             for values in rule_heads.get(number, self.base_heads[number]):
-                if values[0] == self.posed.key and values[1] in per_line:
-                    per_line[values[1]].add((rule.id, values[2]))
+                if values[0] == key and values[1] in per_line:
+                    per_line[values[1]].add((rule_id, values[2]))
         return {line: rank_min((det for _r, det in found), self.ranks) for line, found in per_line.items()}
 
 
