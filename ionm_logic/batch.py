@@ -35,6 +35,7 @@ from typing import Iterator, Optional
 
 from .case import LIMITS
 from .errors import InputError, quoted, shorten
+from .memo import DEFAULT_MAX_BYTES, DecisionMemo, Template, decision_key, placeholder
 
 ERROR_SCHEMA = "ionm-logic/error/v1"
 CSV_COLUMNS = ["record", "file", "line", "case_id", "payer", "policy_version", "date_of_service", "pointer", "code",
@@ -75,6 +76,7 @@ class Options:
     fmt: str = "jsonl"
     detail: str = "full"    # "short": no proofs in JSON-lines records
     rows: bool = False      # also give each outcome its table rows (a Parquet output, a summary page)
+    memo_bytes: int = DEFAULT_MAX_BYTES  # decisions remembered per worker (memo.py); 0: none
 
 
 @dataclass
@@ -314,6 +316,7 @@ def _init_worker(options: Options) -> None:
 
     use_options(options)
     tune_memory_for_many_cases()
+    _WORKER["memo"] = DecisionMemo(options.memo_bytes) if options.memo_bytes and options.fmt in _SLOTS else None
 
 
 def use_options(options: Options) -> None:
@@ -339,15 +342,24 @@ def decide_record(record: Record) -> Outcome:
 
 
 def _decide(record: Record, options: Options) -> Outcome:
-    from .api import explain_input
+    from .api import decide, pose_input
     from .inputs import parse_input
 
+    kb, memo, key = _WORKER["kb"], _WORKER.get("memo"), None  # no memo on Dask (use_options alone)
     try:
         if record.problem is not None:
             raise InputError([(record.problem_at, record.problem)])
-        inp = parse_input(record.raw, _WORKER["kb"], payer_given=options.payer is not None)
-        result = explain_input(_WORKER["kb"], inp, payer=options.payer, as_of=_WORKER["as_of"],
-                               proofs=options.detail == "full").document
+        inp = parse_input(record.raw, kb, payer_given=options.payer is not None)
+        posed = pose_input(kb, inp, payer=options.payer, as_of=_WORKER["as_of"])
+        # A table row's pointers name its own row (never another's), and its table rows
+        # (options.rows) are not kept: such records skip the memo, at no cost.
+        if memo is not None and record.cells is None and not options.rows:
+            key = decision_key(kb, posed, _memo_options(options), inp.locate if inp.located else None)
+            found = memo.get(key)
+            if found is not None:
+                return Outcome(record.number, found.fill(_slot_values(record, inp.case.case_id, options.fmt))
+                               .encode("utf-8"), list(found.tally))
+        result = decide(kb, posed, proofs=options.detail == "full").document
         if record.cells is not None:
             result = record.cells.relocate(result)
     except InputError as exc:
@@ -355,12 +367,63 @@ def _decide(record: Record, options: Options) -> Outcome:
     if options.detail != "full":
         _drop_proofs(result)
     tally = [(result["payer"], line["code"], line["determination"]) for line in result["lines"]]
+    if key is not None:
+        template = _template(inp.case, result, options.fmt, tally)
+        if template is not None:
+            memo.put(key, template)
+            return Outcome(record.number, template.fill(_slot_values(record, inp.case.case_id, options.fmt))
+                           .encode("utf-8"), tally)
     outcome = Outcome(record.number, _render_result(record, inp.case, result, options.fmt), tally)
     if options.rows:
         from .tables import line_rows
 
         outcome.rows = line_rows(record, result)
     return outcome
+
+
+# ------------------------------------------------------------------------------ the memo
+
+# The per-record values of an output record, which a memo template leaves out (memo.py):
+# in JSON lines the case id and the source; in CSV each row's record, file, line and case id.
+_SLOTS = {"jsonl": ("case_id", "source"), "csv": ("record", "file", "line", "case_id")}
+
+
+def _memo_options(options: Options) -> tuple:
+    """What, besides the case and the rules, an output record depends on (memo.decision_key)."""
+    return (options.fmt, options.detail, options.payer, options.as_of)
+
+
+class _Stand:
+    """Stands for the record while a decision is rendered for the memo: each value a placeholder."""
+    number = placeholder("record")
+    file = placeholder("file")
+    line = placeholder("line")
+
+    @staticmethod
+    def source():
+        return placeholder("source")
+
+
+def _encoded(fmt: str, value) -> str:
+    """A value as a record of `fmt` writes it (a JSON value; a CSV cell among others)."""
+    if fmt == "jsonl":
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _csv([[value, ""]]).decode("utf-8")[:-3]  # the cell, without the next cell's comma and the line end
+
+
+def _slot_values(record: Record, case_id, fmt: str) -> tuple:
+    values = {"case_id": case_id, "source": record.source(), "record": record.number, "file": record.file,
+              "line": record.line if record.line is not None else ""}
+    return tuple(_encoded(fmt, values[slot]) for slot in _SLOTS[fmt])
+
+
+def _template(case, result: dict, fmt: str, tally: list) -> Optional[Template]:
+    """The record of `result` with its per-record values cut out; None if case data holds a
+    placeholder (then the record is rendered as usual and not remembered)."""
+    slots = _SLOTS[fmt]
+    text = _render_result(_Stand, case, dict(result, case_id=placeholder("case_id")), fmt).decode("utf-8")
+    places = (1,) * len(slots) if fmt == "jsonl" else (len(result["lines"]),) * len(slots)
+    return Template.cut(text, tuple(_encoded(fmt, placeholder(slot)) for slot in slots), places, tally)
 
 
 def _error_outcome(record: Record, problems: list, options: Options) -> Outcome:

@@ -136,10 +136,14 @@ def diff(case_file, payers, dates, fmt, rule_dirs):
 @click.option("--sql", metavar="QUERY", help="With --db: a SELECT giving one row per service line.")
 @click.option("--dask", "scheduler", metavar="ADDRESS",
               help="Decide on the Dask cluster at this scheduler address (tcp://host:8786) instead of --jobs.")
+@click.option("--memo-mb", type=click.IntRange(0, 4096), default=32, show_default=True,
+              help="Per worker, remember this many MB of decided records and answer a case with the same facts, "
+                   "pointers, policy version and options from them (exact: the same bytes; 0: off).")
 @click.option("--summary", "summary_page", type=click.Path(), metavar="SUMMARY.html",
               help="Also write a self-contained page of charts: headlines, errors, missing documentation.")
 @RULES_OPTION
-def batch(source, output, jobs, fmt, detail, payer, as_of, lines_table, db, sql, scheduler, summary_page, rule_dirs):
+def batch(source, output, jobs, fmt, detail, payer, as_of, lines_table, db, sql, scheduler, memo_mb, summary_page,
+          rule_dirs):
     """Decide every case of a JSON-lines file (- for standard input) or a folder of case files
     (*.json, any case), in order.
 
@@ -168,7 +172,8 @@ def batch(source, output, jobs, fmt, detail, payer, as_of, lines_table, db, sql,
     configured_seconds()  # a bad $IONM_LOGIC_TIME_LIMIT stops here, before any output
     kb = api.knowledge_base(rule_dirs)  # bad --rules stop here, before any output
     api.check_payer(kb, payer)
-    options = batching.Options(payer=payer, as_of=as_of, rule_dirs=tuple(rule_dirs), fmt=fmt, detail=detail)
+    options = batching.Options(payer=payer, as_of=as_of, rule_dirs=tuple(rule_dirs), fmt=fmt, detail=detail,
+                               memo_bytes=memo_mb * 1024 * 1024)
     ends = Pipeline(source, output, options, db=db, sql=sql, lines=lines_table, summary_page=summary_page,
                     scheduler=scheduler)
     inputs = ends.inputs
