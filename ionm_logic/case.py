@@ -593,7 +593,8 @@ class PosedCase:
         self.facts = case_facts(case, key, policy.pack, policy.version)
         self.pointers = pointer_map(self.facts)
         self.lines = [line_id(i) for i in range(len(case.services))]
-        self._sections = {}
+        self._sections = {}  # section -> its facts
+        self._documented = {}  # (section, its assignments) -> its facts with them documented
 
     def undocumented(self, count_limits=()) -> list:
         return undocumented_fields(self.case, count_limits)
@@ -607,15 +608,22 @@ class PosedCase:
         return pointer(*path)
 
     def delta(self, assignments: list) -> tuple:
-        """(facts added, facts removed) when each (path, value) is documented. Only the sections
-        the assignments touch can change: their facts alone are compared."""
-        variant = with_documented(self.case, assignments)
+        """(facts added, facts removed) when each (path, value) is documented. A section's facts
+        come from its own fields alone, so only the sections the assignments touch can change,
+        each by its own assignments (kept: a pair's sections are its singles' again)."""
+        by_section = {}
+        for path, value in assignments:
+            by_section.setdefault(path[0], []).append((path, value))
         add, remove = set(), set()
-        for section in {path[0] for path, _value in assignments}:
+        for section, chosen in by_section.items():
             before = self._sections.get(section)
             if before is None:
                 before = self._sections[section] = {(f.pred, f.values) for f in section_facts(self.case, self.key, section)}
-            after = {(f.pred, f.values) for f in section_facts(variant, self.key, section)}
+            after = self._documented.get((section, tuple(chosen)))
+            if after is None:
+                variant = with_documented(self.case, chosen)
+                after = self._documented[(section, tuple(chosen))] = {
+                    (f.pred, f.values) for f in section_facts(variant, self.key, section)}
             add |= after - before
             remove |= before - after
         return add, remove

@@ -16,6 +16,7 @@ from typing import Iterable
 from pyDatalog import pyEngine
 from pyDatalog.Logic import Logic
 
+from ..lang.graph import components, reachable
 from ..lang.objects import Comparison, Literal, Var
 from .ruleset import RuleSet, load_rules, sort_key
 
@@ -83,6 +84,120 @@ def _engine_fact(pred: str, encoded: list):
     return _engine_clause(_pyname(pred), encoded)
 
 
+# Bounds on what an engine keeps across cases: rule witnesses by their inputs (a few hundred
+# bytes each), and unions of part of a stratum compiled into pyDatalog (they stay compiled).
+RULE_MEMO_ENTRIES = 20_000
+SUBSET_UNIONS = 2_000
+_NONE = frozenset()
+
+
+class _Delta:
+    """The case facts one fact_delta changes: all of them, and per predicate (present, values)."""
+
+    def __init__(self, add, remove):
+        self.facts = frozenset(add) | frozenset(remove)
+        by_pred = {}
+        for present, facts in ((True, add), (False, remove)):
+            for pred, values in facts:
+                by_pred.setdefault(pred, set()).add((present, tuple(values)))
+        self.by_pred = {pred: frozenset(found) for pred, found in by_pred.items()}
+
+
+class _Stages:
+    """One pack's case-dependent rules in strata, for evaluating a case bottom-up.
+
+    A stratum holds the rules of derived predicates that depend only on case facts, rule-file
+    facts and lower strata; predicates that depend on each other (a recursive component) share
+    one stratum. The rules of a stratum read each lower predicate from a frozen copy holding its
+    answers for the case, and the predicates of their own recursive component from live copies
+    of its rules; everything else from the engine's own predicates."""
+
+    def __init__(self, ruleset, pack: str, number: int):
+        self.number = number
+        self.by_head = ruleset.pack_rules_by_head(pack)
+        self.index = ruleset.index
+        self.head_of = {ruleset.index(r): pred for pred, rules in self.by_head.items() for r in rules}
+        self.deps = {pred: sorted({item.atom.pred for rule in rules for item in rule.body
+                                   if isinstance(item, Literal) and item.atom.pred in self.by_head})
+                     for pred, rules in self.by_head.items()}
+        self.component, self.level_of = {}, {}
+        for members in components(sorted(self.by_head), self.deps.__getitem__):
+            level = 1 + max((self.level_of[q] for p in members for q in self.deps[p] if q not in members), default=-1)
+            for pred in members:
+                self.component[pred], self.level_of[pred] = members, level
+        self.live_preds = {p for p, members in self.component.items() if len(members) > 1 or p in self.deps[p]}
+        self.frozen_preds = {q for p in self.by_head for q in self.deps[p] if q not in self.component[p]}
+        count = 1 + max(self.level_of.values(), default=-1)
+        self.levels = [[r for r in ruleset.pack_rules(pack) if self.level_of[r.head.pred] == k] for k in range(count)]
+        self.frozen_at = [sorted(p for p in self.frozen_preds if self.level_of[p] == k) for k in range(count)]
+        self.numbers_at = [tuple(sorted(self.index(r) for r in rules)) for rules in self.levels]
+        self.reads = {self.index(r): tuple(sorted({item.atom.pred for item in r.body if isinstance(item, Literal)
+                                                   and item.atom.pred in self.by_head}))
+                      for rules in self.by_head.values() for r in rules}
+        self.fact_reads = {self.index(r): tuple(sorted({item.atom.pred for item in r.body if isinstance(item, Literal)
+                                                        and item.atom.pred not in self.by_head}))
+                           for rules in self.by_head.values() for r in rules}
+        self.numbers = {pred: tuple(self.index(r) for r in rules) for pred, rules in self.by_head.items()}
+        self.frozen_reads = {n: tuple(p for p in preds if p not in self.component[self.head_of[n]])
+                             for n, preds in self.reads.items()}
+        self.live_rules = frozenset(n for n, pred in self.head_of.items() if pred in self.live_preds)
+        self._plans = {}
+
+    def closed(self, numbers) -> tuple:
+        """The rule numbers, with every rule of a recursive component one of them belongs to."""
+        out = set(numbers)
+        for n in list(out):
+            pred = self.head_of[n]
+            if pred in self.live_preds:
+                out |= {self.index(r) for p in self.component[pred] for r in self.by_head[p]}
+        return tuple(sorted(out))
+
+    def union_name(self, level: int) -> str:
+        return _internal(f"p{self.number}_stratum_{level}")
+
+    def frozen_name(self, pred: str) -> str:
+        return _internal(f"p{self.number}_frozen_{pred}")
+
+    def live_name(self, pred: str) -> str:
+        return _internal(f"p{self.number}_live_{pred}")
+
+    def engine_name(self, rule):
+        """The engine predicate each body predicate of `rule` is read from."""
+        own = self.component[rule.head.pred]
+
+        def name(pred):
+            if pred in own and pred in self.live_preds:
+                return self.live_name(pred)
+            if pred in self.by_head:
+                return self.frozen_name(pred)
+            return _pyname(pred)
+        return name
+
+    def plan(self, asked: tuple, touched: frozenset) -> tuple:
+        """(stratum, rule indexes) in stratum order: the touched rules that the rules numbered
+        `asked` are or depend on, a recursive component's rules all together."""
+        key = (asked, touched)
+        found = self._plans.get(key)
+        if found is None:
+            by_number = {self.index(r): r for rules in self.by_head.values() for r in rules}
+            heads = {by_number[n].head.pred for n in asked if n in by_number}
+            below = reachable({q for p in heads for q in self.deps[p]}, self.deps.__getitem__)
+            wanted = {n for n in asked if n in touched} | {self.index(r) for p in below for r in self.by_head[p]
+                                                          if self.index(r) in touched}
+            for n in list(wanted):
+                pred = by_number[n].head.pred
+                if pred in self.live_preds:
+                    wanted |= {self.index(r) for p in self.component[pred] for r in self.by_head[p]}
+            strata = {}
+            for n in wanted:
+                strata.setdefault(self.level_of[by_number[n].head.pred], []).append(n)
+            found = tuple((level, tuple(sorted(strata[level]))) for level in sorted(strata))
+            if len(self._plans) > 4096:  # keys repeat across cases; bound it all the same
+                self._plans.clear()
+            self._plans[key] = found
+        return found
+
+
 class Engine:
     """A RuleSet compiled into this thread's pyDatalog: asserting, asking, fact deltas.
 
@@ -107,10 +222,16 @@ class Engine:
         self._global_tables = {}
         self.proof_memo = {}  # proofs of atoms no case fact reaches, shared by all cases
         self._rule_queries = {}
-        self._variants = {}
-        self._frozen = {}  # frozen engine predicate -> the clauses of its answers for the current case
+        self._subset_unions = {}  # (pack number, stratum, rule numbers) -> a union of those rules
+        self._rule_memo = {}  # (rule number, the facts and answers its body reads) -> its witnesses
+        self._fact_sets = {}  # pred -> the asserted case facts' values
+        self._clauses = {}  # (engine predicate, values) -> its fact clause (_fact_clause)
+        self._frozen = []  # the asserted case's frozen answers, as engine clauses
+        self._frozen_answers = {}  # (pack, case key) -> pred -> its tuples, as frozen
+        self._base_heads = {}  # (pack, case key) -> rule number -> its head tuples, for frozen predicates' rules
         self._case_tables = {}  # (pack, case key) -> the asserted case's tables (case_tables)
         self._deltas = 0  # fact_delta blocks open
+        self._delta_facts = []  # the (pred, values) facts each open fact_delta changes
         self._answers = {}  # answers of predicates no case fact reaches
         self._logic = None
         self._compile()
@@ -144,18 +265,23 @@ class Engine:
             _add_clause(witness, self._compiled_body(rule))
             head = pyEngine.Literal(_pyname(rule.head.pred), [self._term(a) for a in rule.head.args])
             _add_clause(head, self._compiled_body(rule))
-        # Per pack, one predicate that unions the witnesses of every case-dependent rule a
-        # decision under that pack can use, padded to one width: asking it once evaluates them
-        # all in one pass, sharing tabled subgoals, where asking rule by rule would recompute
-        # shared subgoals on every ask.
+        # Per pack, the case-dependent rules in strata (_Stages): asking one stratum's union
+        # evaluates its rules against the lower strata's answers asserted as facts, so each
+        # derived predicate is computed once per case, however many binding patterns the rules
+        # above call it with (pyDatalog tables subgoals per pattern and only within one ask).
         self._width = self.ruleset.width
-        self._pack_unions, self._pack_by_head = {}, {}
+        self._stages = {}
         for number, pack in enumerate(self.ruleset.packs):
-            name = _internal(f"case_witness_{number}")
-            chosen = self.pack_rules(pack)
-            self._pack_unions[pack] = (name, chosen)
-            self._pack_by_head[pack] = self.ruleset.pack_rules_by_head(pack)
-            self._add_union(name, chosen)
+            stages = self._stages[pack] = _Stages(self.ruleset, pack, number)
+            for pred in sorted(stages.frozen_preds):
+                _define(stages.frozen_name(pred), self.decls[pred].arity)
+            for pred in sorted(stages.live_preds):
+                _define(stages.live_name(pred), self.decls[pred].arity)
+                for rule in stages.by_head[pred]:
+                    head = pyEngine.Literal(stages.live_name(pred), [self._term(a) for a in rule.head.args])
+                    _add_clause(head, self._compiled_body(rule, stages.engine_name(rule)))
+            for level, rules in enumerate(stages.levels):
+                self._add_union(stages.union_name(level), rules, stages.engine_name)
         self._logic = Logic(True)
 
     def _compiled_body(self, rule, engine_name=_pyname) -> list:
@@ -183,8 +309,12 @@ class Engine:
         if current is not self._logic:
             self._global_tables.clear()
             self._rule_queries.clear()
-            self._variants.clear()
+            self._subset_unions.clear()
+            self._rule_memo.clear()
+            self._clauses.clear()
             self._frozen.clear()
+            self._frozen_answers.clear()
+            self._base_heads.clear()
             self._case_tables.clear()
             self._compile()
 
@@ -229,26 +359,90 @@ class Engine:
 
     def case_tables(self, pack: str, case_key: str = "case") -> dict:
         """The witness table of every rule `pack_rules(pack)` names, for the asserted case's
-        facts, in one ask; kept until the case is retracted (variant_tables reads them)."""
+        facts, one ask per stratum; kept until the case is retracted (variant_tables reads them)."""
         self._activate()
         if self._deltas:
             raise RuntimeError("case_tables answers for the case's own facts: ask it before a fact_delta")
         tables = self._case_tables.get((pack, case_key))
         if tables is None:
-            name, rules = self._pack_unions[pack]
-            tables = self._case_tables[(pack, case_key)] = self._ask_union(name, rules, case_key)
+            stages = self._stages[pack]
+            tables, answers, heads = {}, {}, {}
+            for level, rules in enumerate(stages.levels):
+                self._stratum(stages, level, stages.numbers_at[level], self._fact_sets, answers, case_key, tables)
+                for pred in stages.frozen_at[level]:
+                    found = set()
+                    for rule, n in zip(stages.by_head[pred], stages.numbers[pred]):
+                        heads[n] = self.head_tuples(rule, tables[n])
+                        found.update(heads[n])
+                    answers[pred] = frozenset(found)
+                    for values in answers[pred]:
+                        clause = self._fact_clause(stages.frozen_name(pred), values)
+                        pyEngine.assert_(clause)
+                        self._frozen.append(clause)
+            self._case_tables[(pack, case_key)] = tables
+            self._frozen_answers[(pack, case_key)] = answers
+            self._base_heads[(pack, case_key)] = heads
         return tables
 
-    def _add_union(self, name: str, rules: list, engine_name=_pyname) -> None:
+    def _fact_clause(self, engine_pred: str, values: tuple):
+        """The engine clause of a ground fact, built once and kept (bounded): frozen answers
+        recur across cases. Kept per engine: a clause names its predicate in one pyDatalog."""
+        clause = self._clauses.get((engine_pred, values))
+        if clause is None:
+            if len(self._clauses) > 50_000:
+                self._clauses.clear()
+            clause = self._clauses[(engine_pred, values)] = _engine_clause(engine_pred, [encode(v) for v in values])
+        return clause
+
+    def _stratum(self, stages, level: int, numbers, facts: dict, answers: dict, case_key: str, tables: dict) -> None:
+        """Put in `tables` the witnesses of the stratum's rules `numbers`, for the case facts
+        `facts` and lower answers `answers` (pred -> frozenset) asserted now.
+
+        A rule's witnesses depend only on the facts and answers of the predicates its body
+        reads: those already found for the same inputs, in this case or an earlier one, are
+        taken from the memo (exact: the inputs are its key), and only the others are asked, in
+        one union (a rule of a recursive component is always asked, with its component)."""
+        memo, todo, live = self._rule_memo, {}, stages.live_rules
+        for n in numbers:
+            inputs = (n, tuple([facts.get(p, _NONE) for p in stages.fact_reads[n]]),
+                      tuple([answers[p] for p in stages.frozen_reads[n]]))
+            known = memo.get(inputs)
+            if known is None or n in live:
+                todo[n] = inputs
+            else:
+                tables[n] = known
+        if not todo:
+            return
+        group = stages.closed(todo)
+        if group == stages.numbers_at[level]:
+            name, rules = stages.union_name(level), stages.levels[level]
+        else:
+            compiled = self._subset_unions.get((stages.number, level, group))
+            if compiled is None:
+                if len(self._subset_unions) >= SUBSET_UNIONS:
+                    group = stages.numbers_at[level]  # enough unions compiled: ask the whole stratum
+                    compiled = (stages.union_name(level), stages.levels[level])
+                else:
+                    compiled = self._subset_unions[(stages.number, level, group)] = self._compile_stratum(stages, group)
+            name, rules = compiled
+        found = self._ask_union(name, rules, case_key)
+        tables.update(found)
+        if len(memo) + len(todo) > RULE_MEMO_ENTRIES:
+            memo.clear()  # bounded memory; what the memo holds never changes an answer
+        for n, inputs in todo.items():
+            memo[inputs] = found[n]
+
+    def _add_union(self, name: str, rules: list, names_for) -> None:
         """name(RuleIndex, Case, Witness..., padding) for each rule: asked with Case bound, the
         binding reaches every rule body, so each subgoal is called in one pattern and tabled
-        once (a rule derived from case facts takes Case as its first argument)."""
+        once (a rule derived from case facts takes Case as its first argument). `names_for(rule)`
+        maps the rule's body predicates to the engine predicates that answer them."""
         for rule in rules:
             variables = [pyEngine.Var(v) for v in rule.variables()]
             padding = [pyEngine.Term_of(encode(""))] * (self._width - len(variables))
             head = pyEngine.Literal(name, [pyEngine.Term_of(self.index(rule)), self._term(rule.head.args[0]),
                                            *variables, *padding])
-            _add_clause(head, self._compiled_body(rule, engine_name))
+            _add_clause(head, self._compiled_body(rule, names_for(rule)))
 
     def _ask_union(self, name: str, rules: list, case_key: str) -> dict:
         """Witness tables of the rules a union predicate (_add_union) holds, for one case."""
@@ -264,84 +458,74 @@ class Engine:
         return tables
 
     def variant_tables(self, rules: list, touched: frozenset, pack: str, case_key: str = "case") -> dict:
-        """Witness tables of case-dependent rules after the case facts changed (fact_delta),
-        re-deriving only what the change reaches.
+        """Witness tables of `rules` after the case facts changed (fact_delta), re-deriving only
+        what the change reaches.
 
         `touched` holds the indexes of the rules whose answers the change may alter
-        (touched_rules). Every other rule keeps the answers it has for the case itself (its
-        case_tables under `pack`, asked before the delta): they are asserted once per case as facts of
-        frozen predicates and read instead of re-deriving them. A rule the change cannot reach
-        gives the same answers over the same facts, so the tables equal those a full ask would
-        give, without re-deriving the anatomy, lines and procedure under every variant."""
+        (touched_rules). Stratum by stratum, only the touched rules the asked ones depend on
+        are asked again, over the lower strata's answers as the change leaves them (the frozen
+        facts of a changed predicate are swapped for its new answers, and put back after);
+        every other rule keeps its answers for the case itself (case_tables, asked before the
+        delta). A rule the change cannot reach gives the same answers over the same facts, so
+        the tables equal those a full ask would give."""
         self._activate()
-        key = (tuple(self.index(r) for r in rules), touched, pack)
-        compiled = self._variants.get(key)
-        if compiled is None:
-            compiled = self._variants[key] = self._compile_variant(rules, touched, pack)
-        name, frozen = compiled
-        base_tables = self._case_tables.get((pack, case_key))
-        if base_tables is None:
+        base = self._case_tables.get((pack, case_key))
+        if base is None:
             raise RuntimeError("variant_tables needs the case's own tables: ask case_tables before the fact_delta")
-        for engine_pred, kept in frozen:
-            if engine_pred in self._frozen:
-                continue
-            tuples = set()
-            for rule in kept:
-                tuples.update(self.head_tuples(rule, base_tables[self.index(rule)]))
-            clauses = [_engine_clause(engine_pred, [encode(v) for v in row]) for row in sorted(tuples, key=sort_key)]
-            for clause in clauses:
-                pyEngine.assert_(clause)
-            self._frozen[engine_pred] = clauses
-        return self._ask_union(name, rules, case_key)
+        stages = self._stages[pack]
+        answers = self._frozen_answers[(pack, case_key)]
+        delta = self._delta_facts[-1]
+        reading = self.ruleset.rules_reading(delta.facts)
+        facts = dict(self._fact_sets)
+        for pred, changes in delta.by_pred.items():
+            facts[pred] = (facts.get(pred, _NONE) - {v for present, v in changes if not present}
+                           | {v for present, v in changes if present})
+        base_heads = self._base_heads[(pack, case_key)]
+        number = self.ruleset.number
+        asked = tuple([number[r.id] for r in rules])
+        tables, swapped, now_answers, changed = {}, [], dict(answers), set()
+        try:
+            for level, candidates in stages.plan(asked, touched):
+                # A candidate is asked again only if it reads a changed fact or a predicate
+                # whose answers this variant changed; the others keep their base tables.
+                todo = [n for n in candidates if n in reading or not changed.isdisjoint(stages.reads[n])]
+                if not todo:
+                    continue
+                asked_here = stages.closed(todo)
+                self._stratum(stages, level, asked_here, facts, now_answers, case_key, tables)
+                for pred in sorted({stages.head_of[n] for n in asked_here} & stages.frozen_preds):
+                    now = set()
+                    for rule, n in zip(stages.by_head[pred], stages.numbers[pred]):
+                        now.update(self.head_tuples(rule, tables[n]) if n in tables else base_heads[n])
+                    if now == answers[pred]:
+                        continue
+                    now_answers[pred] = frozenset(now)
+                    changed.add(pred)
+                    for values, present in [(v, False) for v in answers[pred] - now] + [(v, True) for v in now - answers[pred]]:
+                        clause = self._fact_clause(stages.frozen_name(pred), values)
+                        (pyEngine.assert_ if present else pyEngine.retract)(clause)
+                        swapped.append((clause, present))
+        finally:
+            for clause, present in reversed(swapped):
+                (pyEngine.retract if present else pyEngine.assert_)(clause)
+        return {n: tables[n] if n in tables else base[n] for n in asked}
 
-    def _compile_variant(self, rules: list, touched: frozenset, pack: str) -> tuple:
-        """The union predicate of `rules` under one set of touched rules, and the frozen
-        predicates it reads: (engine name, the rules whose base answers it holds).
-
-        A derived predicate no touched rule defines is read whole from its frozen copy; one that
-        a touched rule defines gets its own predicate: the touched rules, compiled the same way,
-        plus the frozen answers of its untouched rules. Rules of another pack are left out: they
-        have no answers for a case under `pack` (applies_policy names one pack per case)."""
-        number = len(self._variants)
-        frozen, copied, todo = {}, set(), []
-        pack_by_head = self._pack_by_head[pack]
-
-        def engine_name(pred):
-            if pred not in self.case_dependent or pred not in self.rules_by_head:
-                return _pyname(pred)
-            if any(self.index(r) in touched for r in self.rules_by_head[pred]):
-                if pred not in copied:
-                    copied.add(pred)
-                    todo.append(pred)
-                return _internal(f"v{number}_{pred}")
-            frozen.setdefault(_internal(f"frozen_{pred}"), (pred, tuple(pack_by_head.get(pred, ()))))
-            return _internal(f"frozen_{pred}")
-
-        name = _internal(f"variant_{number}")
-        self._add_union(name, rules, engine_name)
-        while todo:
-            pred = todo.pop()
-            kept = tuple(r for r in pack_by_head.get(pred, ()) if self.index(r) not in touched)
-            arguments = [pyEngine.Var(f"A{i}") for i in range(self.decls[pred].arity)]
-            if kept:
-                frozen[_internal(f"v{number}_kept_{pred}")] = (pred, kept)
-                _add_clause(pyEngine.Literal(_internal(f"v{number}_{pred}"), arguments),
-                            [pyEngine.Literal(_internal(f"v{number}_kept_{pred}"), arguments)])
-            for rule in pack_by_head.get(pred, ()):
-                if self.index(rule) in touched:
-                    head = pyEngine.Literal(_internal(f"v{number}_{pred}"), [self._term(a) for a in rule.head.args])
-                    _add_clause(head, self._compiled_body(rule, engine_name))
-        for engine_pred, (pred, _kept) in sorted(frozen.items()):
-            _define(engine_pred, self.decls[pred].arity)
-        for pred in sorted(copied):
-            _define(_internal(f"v{number}_{pred}"), self.decls[pred].arity)
-        return name, tuple((engine_pred, kept) for engine_pred, (_pred, kept) in sorted(frozen.items()))
+    def _compile_stratum(self, stages, todo: tuple) -> tuple:
+        """(engine name, rules) of a union of some of a stratum's rules."""
+        name = _internal(f"p{stages.number}_subset_{len(self._subset_unions)}")
+        chosen = [self.rules[i] for i in todo]
+        self._add_union(name, chosen, stages.engine_name)
+        return name, chosen
 
     @contextmanager
     def case_facts(self, facts: list):
         """Assert (pred, values) case facts for the duration of a block, then retract them."""
         self._activate()
         self._case_tables.clear()
+        sets = {}
+        for pred, values in facts:
+            sets.setdefault(pred, set()).add(tuple(values))
+        self._fact_sets = {pred: frozenset(found) for pred, found in sets.items()}
         clauses = [_engine_fact(pred, [encode(v) for v in values]) for pred, values in facts]
         asserted = []
         try:
@@ -353,16 +537,19 @@ class Engine:
             self._activate()
             for clause in asserted:
                 pyEngine.retract(clause)
-            for clauses in self._frozen.values():
-                for clause in clauses:
-                    pyEngine.retract(clause)
+            for clause in self._frozen:
+                pyEngine.retract(clause)
             self._frozen.clear()
             self._case_tables.clear()
+            self._frozen_answers.clear()
+            self._base_heads.clear()
+            self._fact_sets = {}
 
     @contextmanager
     def fact_delta(self, add, remove):
         """Within an asserted case: retract `remove` and assert `add` for a block, then undo."""
         self._activate()
+        self._delta_facts.append(_Delta(add, remove))
         add = [_engine_fact(p, [encode(v) for v in vals]) for p, vals in add]
         remove = [_engine_fact(p, [encode(v) for v in vals]) for p, vals in remove]
         for clause in remove:
@@ -374,6 +561,7 @@ class Engine:
             yield self
         finally:
             self._deltas -= 1
+            self._delta_facts.pop()
             self._activate()
             for clause in add:
                 pyEngine.retract(clause)

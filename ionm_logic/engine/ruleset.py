@@ -282,7 +282,7 @@ class RuleSet:
                 if isinstance(item, Literal):
                     self._literals.setdefault(item.atom.pred, []).append((rule, item.atom.args))
                     self._users.setdefault(item.atom.pred, set()).add(self.number[rule.id])
-        self._closure, self._report_rules, self._pack_rules, self._touched = {}, {}, {}, {}
+        self._closure, self._report_rules, self._pack_rules, self._touched, self._reading = {}, {}, {}, {}, {}
 
     def index(self, rule) -> int:
         return self.number[rule.id]
@@ -343,17 +343,28 @@ class RuleSet:
             closure = self._closure[pred] = reachable([pred], lambda p: _body_preds(self.rules_by_head.get(p, ())))
         return closure
 
+    def rules_reading(self, facts) -> frozenset:
+        """Numbers of the rules with a body literal that one of the (pred, values) facts matches,
+        constants included."""
+        key = frozenset(facts)
+        found = self._reading.get(key)
+        if found is None:
+            found = frozenset(self.number[rule.id] for pred, values in key for rule, args in self._literals.get(pred, ())
+                              if all(not isinstance(a, Const) or a.value == v for a, v in zip(args, values)))
+            if len(self._reading) > 4096:  # keys repeat across cases; bound it all the same
+                self._reading.clear()
+            self._reading[key] = found
+        return found
+
     def touched_rules(self, facts) -> frozenset:
         """Numbers of the rules whose answers may change when the (pred, values) facts change:
-        a fact touches a rule only if it matches one of the rule's body literals, constants
-        included; a touched rule touches every rule that uses its head predicate."""
+        the rules reading one of the facts, and every rule that uses a touched rule's head
+        predicate."""
         key = frozenset(facts)
         found = self._touched.get(key)
         if found is not None:
             return found
-        direct = {self.number[rule.id] for pred, values in key for rule, args in self._literals.get(pred, ())
-                  if all(not isinstance(a, Const) or a.value == v for a, v in zip(args, values))}
-        found = frozenset(reachable(direct, lambda n: self._users.get(self.rules[n].head.pred, ())))
+        found = frozenset(reachable(self.rules_reading(key), lambda n: self._users.get(self.rules[n].head.pred, ())))
         if len(self._touched) > 4096:  # keys repeat across cases; bound it all the same
             self._touched.clear()
         self._touched[key] = found

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from .contract import (APPLIES_POLICY, DETERMINATIONS, POLICY_PACK, POLICY_PACK_SOURCE, POLICY_VERSION,
                        POLICY_VERSION_ENDS, PRECEDENCE, READ_BY_PROGRAM, REPORT_ARITY)
-from .graph import dependency_edges, reachable
+from .graph import components, dependency_edges, reachable
 from .unify import bind, ground
 from .objects import (ROLES, Comparison, Const, Literal, Var, is_anonymous, shown_variable, template_slots)
 
@@ -428,16 +428,10 @@ def _recursive_components(files) -> dict:
     for head, body, _neg, _rule in dependency_edges(files):
         graph.setdefault(head, set()).add(body)
     out = {}
-    for pred in graph:
-        if pred in out:
-            continue
-        forward = reachable(graph[pred], lambda p: graph.get(p, ()))
-        if pred not in forward:
-            continue
-        component = {p for p in forward if pred in reachable(graph.get(p, ()), lambda q: graph.get(q, ()))}
-        component.add(pred)
-        for member in component:
-            out[member] = component
+    for members in components(sorted(graph), lambda p: sorted(graph.get(p, ()))):
+        if len(members) > 1 or next(iter(members)) in graph.get(next(iter(members)), ()):
+            for member in members:
+                out[member] = set(members)
     return out
 
 
