@@ -1,7 +1,10 @@
 """Write N generated case files as JSON lines (deterministic for a seed): spine and non-spine,
 three payers, in-room and remote, with undocumented fields.
 
-Usage: python benchmarks/generate_cases.py N OUT.jsonl [--seed S] [--bad K]
+Usage: python benchmarks/generate_cases.py N OUT.jsonl [--seed S] [--bad K] [--repeat F]
+
+--repeat F makes about a fraction F of the cases copies of an earlier case under a new case id
+(the same facts: what a decision memo can answer); without it, the cases are as before.
 """
 import argparse
 import json
@@ -53,8 +56,11 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--bad", type=int, default=0, help="also write this many invalid lines, spread evenly")
+    ap.add_argument("--repeat", type=float, default=0.0, help="fraction of cases that copy an earlier case")
     args = ap.parse_args()
     rng = random.Random(args.seed)
+    # A separate stream decides the repeats, so the fresh cases stay those of the seed.
+    repeats, earlier = random.Random(args.seed + 1), []
     bad_every = (args.n // args.bad) if args.bad else 0
     with open(args.out, "w") as fh:
         for n in range(args.n):
@@ -64,7 +70,13 @@ def main():
                                                  "payer": "commercial-reference", "date_of_service": "2024-01-01",
                                                  "procedure": {"kind": "fusion", "region": "spine", "levels": ["L7"]},
                                                  "services": [{"code": "95938"}]})]) + "\n")
-            fh.write(json.dumps(case(rng, n)) + "\n")
+            if earlier and repeats.random() < args.repeat:
+                doc = dict(repeats.choice(earlier), case_id=f"gen-{n:06d}")
+            else:
+                doc = case(rng, n)
+                if args.repeat:
+                    earlier.append(doc)
+            fh.write(json.dumps(doc) + "\n")
 
 
 if __name__ == "__main__":

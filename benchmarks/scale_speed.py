@@ -66,6 +66,7 @@ def main():
         from distributed import Client
 
         with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                          worker_dashboard_address=None,
                           silence_logs=40) as cluster, Client(cluster) as client:
             for run in ("first run, workers load the rules", "second run, rules loaded"):
                 workers_before = sum(client.run(_cpu).values())

@@ -96,6 +96,11 @@ def read_input(path: str, kb, answers: Optional[str] = None, payer: Optional[str
 def explain_input(kb, inp, *, payer=None, as_of=None, proofs: bool = True) -> Decision:
     """explain_case for an inputs.Input: its proofs' case leaves and its errors point into the
     user's own document (the Bundle, the QuestionnaireResponse)."""
+    return decide(kb, pose_input(kb, inp, payer=payer, as_of=as_of), proofs=proofs)
+
+
+def pose_input(kb, inp, *, payer=None, as_of=None) -> PosedCase:
+    """pose for an inputs.Input: its facts' pointers, and its errors, in the user's own document."""
     try:
         posed = pose(inp.case, kb, payer=payer, as_of=as_of, source=inp.source)
     except InputError as exc:
@@ -103,7 +108,7 @@ def explain_input(kb, inp, *, payer=None, as_of=None, proofs: bool = True) -> De
         raise inp.rewrite_error(exc) from None
     if inp.located:
         posed.pointers = {fact: inp.locate(ptr) for fact, ptr in posed.pointers.items()}
-    return decide(kb, posed, proofs=proofs)
+    return posed
 
 
 def render_input(kb, inp, decision: Decision, fmt: str, detail: str = "short", line: Optional[str] = None) -> str:

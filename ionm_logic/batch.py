@@ -7,8 +7,10 @@ with the input; each worker process holds one loaded knowledge base (pyDatalog k
 thread, and threads would share the GIL).
 
 A run that cannot finish (interrupted, terminated, its output unwritable or closed, a worker
-killed) raises `Aborted` after the output is left holding only complete records, with what was
-written and which records were not decided.
+killed by someone else) raises `Aborted` after the output is left holding only complete records,
+with what was written and which records were not decided. A record whose decision runs past the
+time limit (engine/limits.py) is not such a failure: its worker is killed and replaced, and the
+record is one error record in its place.
 
 Claims tables (tables.py) come in as records that carry the table cells their values came from;
 table outputs and the summary page watch the outcomes; a Dask cluster (cluster.py) is a dispatch.
@@ -25,6 +27,7 @@ import os
 import signal
 import stat
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +35,7 @@ from typing import Iterator, Optional
 
 from .case import LIMITS
 from .errors import InputError, quoted, shorten
+from .memo import DEFAULT_MAX_BYTES, DecisionMemo, Template, decision_key, placeholder
 
 ERROR_SCHEMA = "ionm-logic/error/v1"
 CSV_COLUMNS = ["record", "file", "line", "case_id", "payer", "policy_version", "date_of_service", "pointer", "code",
@@ -72,6 +76,7 @@ class Options:
     fmt: str = "jsonl"
     detail: str = "full"    # "short": no proofs in JSON-lines records
     rows: bool = False      # also give each outcome its table rows (a Parquet output, a summary page)
+    memo_bytes: int = DEFAULT_MAX_BYTES  # decisions remembered per worker (memo.py); 0: none
 
 
 @dataclass
@@ -81,6 +86,7 @@ class Outcome:
     tally: list = field(default_factory=list)  # (payer, code, determination) per line
     error: bool = False
     internal: bool = False
+    timed_out: bool = False          # an error record for a decision past the time limit
     rows: list = field(default_factory=list)   # tables.OUTPUT_COLUMNS dicts, when Options.rows
 
 
@@ -310,6 +316,7 @@ def _init_worker(options: Options) -> None:
 
     use_options(options)
     tune_memory_for_many_cases()
+    _WORKER["memo"] = DecisionMemo(options.memo_bytes) if options.memo_bytes and options.fmt in _SLOTS else None
 
 
 def use_options(options: Options) -> None:
@@ -335,15 +342,24 @@ def decide_record(record: Record) -> Outcome:
 
 
 def _decide(record: Record, options: Options) -> Outcome:
-    from .api import explain_input
+    from .api import decide, pose_input
     from .inputs import parse_input
 
+    kb, memo, key = _WORKER["kb"], _WORKER.get("memo"), None  # no memo on Dask (use_options alone)
     try:
         if record.problem is not None:
             raise InputError([(record.problem_at, record.problem)])
-        inp = parse_input(record.raw, _WORKER["kb"], payer_given=options.payer is not None)
-        result = explain_input(_WORKER["kb"], inp, payer=options.payer, as_of=_WORKER["as_of"],
-                               proofs=options.detail == "full").document
+        inp = parse_input(record.raw, kb, payer_given=options.payer is not None)
+        posed = pose_input(kb, inp, payer=options.payer, as_of=_WORKER["as_of"])
+        # A table row's pointers name its own row (never another's), and its table rows
+        # (options.rows) are not kept: such records skip the memo, at no cost.
+        if memo is not None and record.cells is None and not options.rows:
+            key = decision_key(kb, posed, _memo_options(options), inp.locate if inp.located else None)
+            found = memo.get(key)
+            if found is not None:
+                return Outcome(record.number, found.fill(_slot_values(record, inp.case.case_id, options.fmt))
+                               .encode("utf-8"), list(found.tally))
+        result = decide(kb, posed, proofs=options.detail == "full").document
         if record.cells is not None:
             result = record.cells.relocate(result)
     except InputError as exc:
@@ -351,12 +367,63 @@ def _decide(record: Record, options: Options) -> Outcome:
     if options.detail != "full":
         _drop_proofs(result)
     tally = [(result["payer"], line["code"], line["determination"]) for line in result["lines"]]
+    if key is not None:
+        template = _template(inp.case, result, options.fmt, tally)
+        if template is not None:
+            memo.put(key, template)
+            return Outcome(record.number, template.fill(_slot_values(record, inp.case.case_id, options.fmt))
+                           .encode("utf-8"), tally)
     outcome = Outcome(record.number, _render_result(record, inp.case, result, options.fmt), tally)
     if options.rows:
         from .tables import line_rows
 
         outcome.rows = line_rows(record, result)
     return outcome
+
+
+# ------------------------------------------------------------------------------ the memo
+
+# The per-record values of an output record, which a memo template leaves out (memo.py):
+# in JSON lines the case id and the source; in CSV each row's record, file, line and case id.
+_SLOTS = {"jsonl": ("case_id", "source"), "csv": ("record", "file", "line", "case_id")}
+
+
+def _memo_options(options: Options) -> tuple:
+    """What, besides the case and the rules, an output record depends on (memo.decision_key)."""
+    return (options.fmt, options.detail, options.payer, options.as_of)
+
+
+class _Stand:
+    """Stands for the record while a decision is rendered for the memo: each value a placeholder."""
+    number = placeholder("record")
+    file = placeholder("file")
+    line = placeholder("line")
+
+    @staticmethod
+    def source():
+        return placeholder("source")
+
+
+def _encoded(fmt: str, value) -> str:
+    """A value as a record of `fmt` writes it (a JSON value; a CSV cell among others)."""
+    if fmt == "jsonl":
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _csv([[value, ""]]).decode("utf-8")[:-3]  # the cell, without the next cell's comma and the line end
+
+
+def _slot_values(record: Record, case_id, fmt: str) -> tuple:
+    values = {"case_id": case_id, "source": record.source(), "record": record.number, "file": record.file,
+              "line": record.line if record.line is not None else ""}
+    return tuple(_encoded(fmt, values[slot]) for slot in _SLOTS[fmt])
+
+
+def _template(case, result: dict, fmt: str, tally: list) -> Optional[Template]:
+    """The record of `result` with its per-record values cut out; None if case data holds a
+    placeholder (then the record is rendered as usual and not remembered)."""
+    slots = _SLOTS[fmt]
+    text = _render_result(_Stand, case, dict(result, case_id=placeholder("case_id")), fmt).decode("utf-8")
+    places = (1,) * len(slots) if fmt == "jsonl" else (len(result["lines"]),) * len(slots)
+    return Template.cut(text, tuple(_encoded(fmt, placeholder(slot)) for slot in slots), places, tally)
 
 
 def _error_outcome(record: Record, problems: list, options: Options) -> Outcome:
@@ -461,6 +528,7 @@ class Summary:
     records: int = 0
     errors: int = 0
     internal: int = 0
+    timeouts: int = 0       # error records of decisions past the time limit (among `errors`)
     tally: Counter = field(default_factory=Counter)
     observers: list = field(default_factory=list)  # called with each outcome, in output order
 
@@ -478,6 +546,7 @@ class _Writer:
                 self.summary.records += 1
             self.summary.errors += outcome.error
             self.summary.internal += outcome.internal
+            self.summary.timeouts += outcome.timed_out
             self.summary.tally.update(outcome.tally)
             for observe in self.summary.observers:
                 observe(outcome)
@@ -490,11 +559,19 @@ def run(records: Iterator[Record], sink: Sink, options: Options, jobs: int = 1, 
     """Decide every record and write each output record in input order; `progress(n)` is called
     after each chunk of n records is written. Raises Aborted when the run cannot finish.
 
-    With several jobs, chunks go to worker processes, one chunk per worker at a time and at most
-    a few per worker ahead of the writer: memory stays bounded by the chunks in flight.
+    Chunks go to worker processes, one chunk per worker at a time and at most a few per worker
+    ahead of the writer: memory stays bounded by the chunks in flight. Workers report each
+    record as it is decided, so this process knows what each is deciding and since when: a
+    record past the time limit (limits.configured_seconds) has its worker killed and becomes one
+    error record in its place (counted in Summary.errors and .timeouts, not as internal: like
+    `explain`'s exit 2, it is the rules' doing), and a fresh worker takes the rest. Even one job
+    runs in a worker while the limit is on; with the limit off it runs in this process.
 
     `observers` (a Parquet output, a summary page) see each outcome in output order; `dispatch`,
     given the chunks, yields their outcome lists in order from elsewhere (a Dask cluster)."""
+    from .engine.limits import configured_seconds
+
+    limit = configured_seconds()
     summary = Summary(observers=list(observers))
     writer = _Writer(sink, summary, progress)
     pending = _Pending()
@@ -506,14 +583,14 @@ def run(records: Iterator[Record], sink: Sink, options: Options, jobs: int = 1, 
         if dispatch is not None:
             for outcomes in dispatch(_chunks(records, chunk)):
                 writer.write(outcomes)
-        elif jobs <= 1:
+        elif jobs <= 1 and limit is None:
             _init_worker(options)
             for part in _chunks(records, chunk):
                 pending.current = part
                 writer.write(decide_chunk(part))
             pending.current = None
         else:
-            _run_workers(_chunks(records, chunk), writer, options, jobs, pending)
+            _run_workers(_chunks(records, chunk), writer, options, max(jobs, 1), pending, limit)
     except _Stop as stop:
         name = "interrupted" if stop.signum == signal.SIGINT else f"stopped by {signal.Signals(stop.signum).name}"
         raise Aborted(f"{name}; {_left(summary, pending)}", 128 + stop.signum) from None
@@ -556,42 +633,74 @@ class _WorkerDied(Exception):
     pass
 
 
+@dataclass
+class _Task:
+    """A chunk given to a worker: its records, the outcomes received so far (one per record,
+    in order) and when the record now being decided was started (as the parent saw it)."""
+    seq: int
+    records: list
+    outcomes: list
+    since: float
+
+    def deciding(self) -> Record:
+        return self.records[len(self.outcomes)]
+
+
 class _Worker:
     def __init__(self, ctx, options: Options):
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_worker_main, args=(child, options), daemon=True)
         self.process.start()
         child.close()
-        self.task = None  # (seq, records) being decided
+        self.task: Optional[_Task] = None
+
+    def give(self, task: _Task, records: list) -> None:
+        self.task = task
+        task.since = time.monotonic()
+        try:
+            self.conn.send((task.seq, records))
+        except OSError:
+            raise _WorkerDied(_death(self)) from None
+
+
+_READY = (None, None)  # a worker's first message: its rules are loaded
 
 
 def _worker_main(conn, options: Options) -> None:
-    """A worker: decide chunks until told to stop. Stop signals are the parent's to handle."""
+    """A worker: decide chunks until told to stop, sending each record's outcome as soon as it
+    is decided (the parent times each record). Stop signals are the parent's to handle."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         _init_worker(options)
+        conn.send(_READY)  # the parent's clock for this worker's first record starts now, not at fork
         while True:
             task = conn.recv()
             if task is None:
                 break
             seq, records = task
-            conn.send((seq, decide_chunk(records)))
+            for record in records:
+                conn.send((seq, decide_record(record)))
     except (EOFError, OSError):
         pass  # the parent is gone: nothing to report to
 
 
-def _run_workers(chunks: Iterator[list], writer: _Writer, options: Options, jobs: int, pending: _Pending) -> None:
+def _start_worker(ctx, options: Options) -> _Worker:
+    # A worker starts with stop signals held off, so none arrives before it ignores them.
+    with _signals_held():
+        return _Worker(ctx, options)
+
+
+def _run_workers(chunks: Iterator[list], writer: _Writer, options: Options, jobs: int, pending: _Pending,
+                 limit: Optional[float] = None) -> None:
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     ctx = multiprocessing.get_context(method)
     workers = []
     try:
-        # Workers start with stop signals held off, so none arrives before they ignore them.
-        with _signals_held():
-            for _ in range(jobs):
-                workers.append(_Worker(ctx, options))
-        _schedule(chunks, writer, workers, jobs, pending)
+        for _ in range(jobs):
+            workers.append(_start_worker(ctx, options))
+        _schedule(chunks, writer, workers, jobs, pending, _Limit(limit, ctx, options))
         for w in workers:
             w.conn.send(None)
         for w in workers:
@@ -608,7 +717,44 @@ def _run_workers(chunks: Iterator[list], writer: _Writer, options: Options, jobs
             w.conn.close()
 
 
-def _schedule(chunks, writer: _Writer, workers: list, jobs: int, pending: _Pending) -> None:
+@dataclass
+class _Limit:
+    """The time limit on each record (engine/limits.py) and what replacing a worker needs."""
+    seconds: Optional[float]
+    ctx: object
+    options: Options
+
+    def deadline(self, busy: list) -> Optional[float]:
+        """Seconds until the first busy worker's record passes the limit (None: no limit)."""
+        if self.seconds is None or not busy:
+            return None
+        return max(0.0, min(w.task.since for w in busy) + self.seconds - time.monotonic())
+
+    def passed(self, w: _Worker) -> bool:
+        return self.seconds is not None and time.monotonic() - w.task.since >= self.seconds
+
+    def replace(self, w: _Worker) -> _Worker:
+        """Kill `w`, whose record ran past the limit, record that record as a timeout error,
+        and give the rest of its chunk to a fresh worker (returned). The engine holds the GIL
+        inside its loop: only SIGKILL from outside ends it."""
+        from .engine.limits import DecisionTimeout
+
+        task = w.task
+        w.process.kill()
+        w.process.join()
+        w.conn.close()
+        record = task.deciding()
+        outcome = _error_outcome(record, DecisionTimeout(self.seconds).problems, self.options)
+        outcome.timed_out = True
+        task.outcomes.append(outcome)
+        fresh = _start_worker(self.ctx, self.options)
+        rest = task.records[len(task.outcomes):]
+        if rest:
+            fresh.give(task, rest)
+        return fresh
+
+
+def _schedule(chunks, writer: _Writer, workers: list, jobs: int, pending: _Pending, limit: _Limit) -> None:
     # One chunk per worker at a time: a worker is only sent a chunk while it waits for one, so
     # parent and worker never both block sending to each other.
     done, waiting = {}, {}   # seq -> outcomes decided / records not yet written
@@ -621,13 +767,9 @@ def _schedule(chunks, writer: _Writer, workers: list, jobs: int, pending: _Pendi
                 if part is None:
                     exhausted = True
                     break
-                w.task = (next_seq, part)
                 waiting[next_seq] = part
+                w.give(_Task(next_seq, part, [], 0.0), part)
                 next_seq += 1
-                try:
-                    w.conn.send(w.task)
-                except OSError:
-                    raise _WorkerDied(_death(w)) from None
         while next_write in done:
             pending.current = waiting[next_write]
             writer.write(done.pop(next_write))
@@ -639,24 +781,37 @@ def _schedule(chunks, writer: _Writer, workers: list, jobs: int, pending: _Pendi
             if exhausted:
                 return
             continue
-        ready = multiprocessing.connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+        ready = multiprocessing.connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy],
+                                                limit.deadline(busy))
         for w in busy:
             if w.conn in ready or w.conn.poll():
-                try:
-                    seq, outcomes = w.conn.recv()
-                except (EOFError, OSError):
-                    raise _WorkerDied(_death(w)) from None
-                done[seq] = outcomes
-                w.task = None
+                while w.task is not None and w.conn.poll():
+                    try:
+                        seq, outcome = w.conn.recv()
+                    except (EOFError, OSError):
+                        raise _WorkerDied(_death(w)) from None
+                    task = w.task
+                    task.since = time.monotonic()
+                    if seq is None:  # _READY: loading the rules is not the first record's time
+                        continue
+                    task.outcomes.append(outcome)
+                    if len(task.outcomes) == len(task.records):
+                        done[seq] = task.outcomes
+                        w.task = None
             elif w.process.sentinel in ready:
-                raise _WorkerDied(_death(w))
+                raise _WorkerDied(_death(w))  # killed by someone else: the run cannot vouch for the rest
+            elif limit.passed(w):
+                task = w.task
+                workers[workers.index(w)] = fresh = limit.replace(w)
+                if fresh.task is None:
+                    done[task.seq] = task.outcomes
 
 
 def _death(w: _Worker) -> str:
     w.process.join(1)
     code = w.process.exitcode
     how = f"was killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exited ({code})"
-    records = w.task[1]
+    records = w.task.records
     return (f"worker process {w.process.pid} {how} while deciding records {records[0].number}-{records[-1].number} "
             f"({records[0].where()} to {records[-1].where()})")
 

@@ -136,10 +136,14 @@ def diff(case_file, payers, dates, fmt, rule_dirs):
 @click.option("--sql", metavar="QUERY", help="With --db: a SELECT giving one row per service line.")
 @click.option("--dask", "scheduler", metavar="ADDRESS",
               help="Decide on the Dask cluster at this scheduler address (tcp://host:8786) instead of --jobs.")
+@click.option("--memo-mb", type=click.IntRange(0, 4096), default=32, show_default=True,
+              help="Per worker, remember this many MB of decided records and answer a case with the same facts, "
+                   "pointers, policy version and options from them (exact: the same bytes; 0: off).")
 @click.option("--summary", "summary_page", type=click.Path(), metavar="SUMMARY.html",
               help="Also write a self-contained page of charts: headlines, errors, missing documentation.")
 @RULES_OPTION
-def batch(source, output, jobs, fmt, detail, payer, as_of, lines_table, db, sql, scheduler, summary_page, rule_dirs):
+def batch(source, output, jobs, fmt, detail, payer, as_of, lines_table, db, sql, scheduler, memo_mb, summary_page,
+          rule_dirs):
     """Decide every case of a JSON-lines file (- for standard input) or a folder of case files
     (*.json, any case), in order.
 
@@ -148,20 +152,28 @@ def batch(source, output, jobs, fmt, detail, payer, as_of, lines_table, db, sql,
     number and file. A summary goes to standard error; a progress bar too, on a terminal, unless
     the records go to that terminal.
 
-    Exit status: 0 every record written (bad cases as error records); 1 internal error (an
-    error record says which case) or a worker process that died; 2 bad options, an unreadable
+    Each decision has a time limit ($IONM_LOGIC_TIME_LIMIT seconds, default 60, "off": none):
+    a case past it is an error record saying so (its worker process is replaced), even with
+    --jobs 1, which then decides in one worker process.
+
+    Exit status: 0 every record written (bad cases and decisions past the time limit as error
+    records); 1 internal error (an error record says which case) or a worker process that died
+    (killed by someone else); 2 bad options, an unreadable
     input or an output that cannot be written (a missing folder, a directory, a full disk);
     128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM, 141 the reader of the output went away).
     A run that stops early leaves only complete records and says which were not decided.
 
     Claims tables (Parquet, or DuckDB with --db) are read in the layouts of docs/tables.md."""
     from . import batch as batching
+    from .engine.limits import configured_seconds
     from .pipeline import Pipeline
 
     api.parse_date(as_of)
+    configured_seconds()  # a bad $IONM_LOGIC_TIME_LIMIT stops here, before any output
     kb = api.knowledge_base(rule_dirs)  # bad --rules stop here, before any output
     api.check_payer(kb, payer)
-    options = batching.Options(payer=payer, as_of=as_of, rule_dirs=tuple(rule_dirs), fmt=fmt, detail=detail)
+    options = batching.Options(payer=payer, as_of=as_of, rule_dirs=tuple(rule_dirs), fmt=fmt, detail=detail,
+                               memo_bytes=memo_mb * 1024 * 1024)
     ends = Pipeline(source, output, options, db=db, sql=sql, lines=lines_table, summary_page=summary_page,
                     scheduler=scheduler)
     inputs = ends.inputs
@@ -204,8 +216,9 @@ def batch(source, output, jobs, fmt, detail, payer, as_of, lines_table, db, sql,
         click.echo(f"skipped {len(inputs.skipped)} file(s) that are not *.json: "
                    f"{', '.join(shorten(n, 40) for n in inputs.skipped[:5])}{' ...' if len(inputs.skipped) > 5 else ''}",
                    err=True)
+    timeouts = f" ({summary.timeouts} past the time limit)" if summary.timeouts else ""
     click.echo(f"{summary.records} record(s), {summary.records - summary.errors} decided, "
-               f"{summary.errors} error(s)", err=True)
+               f"{summary.errors} error(s){timeouts}", err=True)
     if summary.internal:
         sys.exit(1)
 

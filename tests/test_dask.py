@@ -20,6 +20,7 @@ GENERATE = ROOT / "benchmarks" / "generate_cases.py"
 @pytest.fixture(scope="module")
 def cluster():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  worker_dashboard_address=None,
                                   silence_logs=40) as local:
         with distributed.Client(local) as client:
             yield local.scheduler_address, client

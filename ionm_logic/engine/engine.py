@@ -138,6 +138,9 @@ class _Stages:
                                                         and item.atom.pred not in self.by_head}))
                            for rules in self.by_head.values() for r in rules}
         self.numbers = {pred: tuple(self.index(r) for r in rules) for pred, rules in self.by_head.items()}
+        self.frozen_reads = {n: tuple(p for p in preds if p not in self.component[self.head_of[n]])
+                             for n, preds in self.reads.items()}
+        self.live_rules = frozenset(n for n, pred in self.head_of.items() if pred in self.live_preds)
         self._plans = {}
 
     def closed(self, numbers) -> tuple:
@@ -222,6 +225,7 @@ class Engine:
         self._subset_unions = {}  # (pack number, stratum, rule numbers) -> a union of those rules
         self._rule_memo = {}  # (rule number, the facts and answers its body reads) -> its witnesses
         self._fact_sets = {}  # pred -> the asserted case facts' values
+        self._clauses = {}  # (engine predicate, values) -> its fact clause (_fact_clause)
         self._frozen = []  # the asserted case's frozen answers, as engine clauses
         self._frozen_answers = {}  # (pack, case key) -> pred -> its tuples, as frozen
         self._base_heads = {}  # (pack, case key) -> rule number -> its head tuples, for frozen predicates' rules
@@ -307,6 +311,7 @@ class Engine:
             self._rule_queries.clear()
             self._subset_unions.clear()
             self._rule_memo.clear()
+            self._clauses.clear()
             self._frozen.clear()
             self._frozen_answers.clear()
             self._base_heads.clear()
@@ -371,13 +376,23 @@ class Engine:
                         found.update(heads[n])
                     answers[pred] = frozenset(found)
                     for values in answers[pred]:
-                        clause = _engine_clause(stages.frozen_name(pred), [encode(v) for v in values])
+                        clause = self._fact_clause(stages.frozen_name(pred), values)
                         pyEngine.assert_(clause)
                         self._frozen.append(clause)
             self._case_tables[(pack, case_key)] = tables
             self._frozen_answers[(pack, case_key)] = answers
             self._base_heads[(pack, case_key)] = heads
         return tables
+
+    def _fact_clause(self, engine_pred: str, values: tuple):
+        """The engine clause of a ground fact, built once and kept (bounded): frozen answers
+        recur across cases. Kept per engine: a clause names its predicate in one pyDatalog."""
+        clause = self._clauses.get((engine_pred, values))
+        if clause is None:
+            if len(self._clauses) > 50_000:
+                self._clauses.clear()
+            clause = self._clauses[(engine_pred, values)] = _engine_clause(engine_pred, [encode(v) for v in values])
+        return clause
 
     def _stratum(self, stages, level: int, numbers, facts: dict, answers: dict, case_key: str, tables: dict) -> None:
         """Put in `tables` the witnesses of the stratum's rules `numbers`, for the case facts
@@ -387,12 +402,12 @@ class Engine:
         reads: those already found for the same inputs, in this case or an earlier one, are
         taken from the memo (exact: the inputs are its key), and only the others are asked, in
         one union (a rule of a recursive component is always asked, with its component)."""
-        memo, todo = self._rule_memo, {}
+        memo, todo, live = self._rule_memo, {}, stages.live_rules
         for n in numbers:
-            inputs = (n, tuple(facts.get(p, _NONE) for p in stages.fact_reads[n]),
-                      tuple(answers[p] for p in stages.reads[n] if p not in stages.component[stages.head_of[n]]))
+            inputs = (n, tuple([facts.get(p, _NONE) for p in stages.fact_reads[n]]),
+                      tuple([answers[p] for p in stages.frozen_reads[n]]))
             known = memo.get(inputs)
-            if known is None or stages.head_of[n] in stages.live_preds:
+            if known is None or n in live:
                 todo[n] = inputs
             else:
                 tables[n] = known
@@ -466,18 +481,19 @@ class Engine:
             facts[pred] = (facts.get(pred, _NONE) - {v for present, v in changes if not present}
                            | {v for present, v in changes if present})
         base_heads = self._base_heads[(pack, case_key)]
-        asked = tuple(self.index(r) for r in rules)
+        number = self.ruleset.number
+        asked = tuple([number[r.id] for r in rules])
         tables, swapped, now_answers, changed = {}, [], dict(answers), set()
         try:
             for level, candidates in stages.plan(asked, touched):
                 # A candidate is asked again only if it reads a changed fact or a predicate
                 # whose answers this variant changed; the others keep their base tables.
                 todo = [n for n in candidates if n in reading or not changed.isdisjoint(stages.reads[n])]
-                if todo:
-                    self._stratum(stages, level, stages.closed(todo), facts, now_answers, case_key, tables)
-                for pred in stages.frozen_at[level]:
-                    if not any(n in tables for n in stages.numbers[pred]):
-                        continue
+                if not todo:
+                    continue
+                asked_here = stages.closed(todo)
+                self._stratum(stages, level, asked_here, facts, now_answers, case_key, tables)
+                for pred in sorted({stages.head_of[n] for n in asked_here} & stages.frozen_preds):
                     now = set()
                     for rule, n in zip(stages.by_head[pred], stages.numbers[pred]):
                         now.update(self.head_tuples(rule, tables[n]) if n in tables else base_heads[n])
@@ -486,7 +502,7 @@ class Engine:
                     now_answers[pred] = frozenset(now)
                     changed.add(pred)
                     for values, present in [(v, False) for v in answers[pred] - now] + [(v, True) for v in now - answers[pred]]:
-                        clause = _engine_clause(stages.frozen_name(pred), [encode(v) for v in values])
+                        clause = self._fact_clause(stages.frozen_name(pred), values)
                         (pyEngine.assert_ if present else pyEngine.retract)(clause)
                         swapped.append((clause, present))
         finally:

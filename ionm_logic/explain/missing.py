@@ -27,11 +27,20 @@ class Variants:
     def __init__(self, kb, posed, ev, rules: list, lines, ranks: dict, prover):
         self.kb, self.posed, self.ranks, self.lines = kb, posed, ranks, list(lines)
         self.finding_rules = [r for r in rules if kb.decls[r.head.pred].role == "finding"]
-        self.numbered = [(kb.index(rule), rule.id) for rule in self.finding_rules]
-        self.base_heads = {kb.index(rule): [] for rule in self.finding_rules}
+        self.rule_ids = {kb.index(rule): rule.id for rule in self.finding_rules}
+        self.base_heads = {number: [] for number in self.rule_ids}
         for d in itertools.chain(*ev.findings.values()):
             self.base_heads[kb.index(d.rule)].append(d.values)
-        prover.case_tables()  # the case's own tables, which variants keep for untouched rules
+        # Each finding rule's (line, (rule id, determination)) items in the base, and every
+        # line's: a variant's headlines change only by the rules it re-asked.
+        self.base_items = {number: [(values[1], (self.rule_ids[number], values[2])) for values in heads
+                                    if values[0] == posed.key and values[1] in self.lines]
+                           for number, heads in self.base_heads.items()}
+        self.base_lines = {line: set() for line in self.lines}
+        for items in self.base_items.values():
+            for line, item in items:
+                self.base_lines[line].add(item)
+        self.base_tables = prover.case_tables()  # the case's own tables, which variants keep for untouched rules
 
     def affected(self, assignments) -> tuple:
         """(add, remove, touched rule numbers) for documenting the (path, value) assignments."""
@@ -45,14 +54,27 @@ class Variants:
         kb = self.kb
         with kb.fact_delta(add, remove):
             tables = kb.variant_tables(rules, touched, self.posed.policy.pack, self.posed.key)
-        return {kb.index(rule): kb.head_tuples(rule, tables[kb.index(rule)]) for rule in rules}
+        out = {}
+        for rule in rules:
+            number = kb.index(rule)
+            table = tables[number]
+            if table is self.base_tables.get(number):  # the rule kept its base witnesses
+                out[number] = self.base_heads[number]
+            else:
+                out[number] = kb.head_tuples(rule, table)
+        return out
 
     def headlines(self, rule_heads: dict) -> dict:
         """line -> headline when the rules in `rule_heads` answer so and the others as in the base."""
-        per_line = {line: set() for line in self.lines}
         key = self.posed.key
-        for number, rule_id in self.numbered:
-            for values in rule_heads.get(number, self.base_heads[number]):
+        per_line = {line: set(found) for line, found in self.base_lines.items()}
+        for number, heads in rule_heads.items():
+            rule_id = self.rule_ids.get(number)
+            if rule_id is None:
+                continue
+            for line, item in self.base_items[number]:
+                per_line[line].discard(item)
+            for values in heads:
                 if values[0] == key and values[1] in per_line:
                     per_line[values[1]].add((rule_id, values[2]))
         return {line: rank_min((det for _r, det in found), self.ranks) for line, found in per_line.items()}

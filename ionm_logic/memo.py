@@ -1,0 +1,128 @@
+"""Remember whole rendered decisions, so a case whose facts were decided before is not decided again.
+
+A decision is a function of the case facts asserted (with the pointer each came from, as the
+output cites it), the policy version chosen, the date of service, the decision's options and
+the knowledge base: `decision_key` holds all of them, so a hit is exact, never a look-alike. The
+parts of an output record that are not case facts (in a batch: the case id and the record's
+number, file, line or source) are cut out of the text an entry keeps (`Template`), and a hit
+splices the new record's values in, so a hit gives the bytes a fresh decision would.
+
+Memory is bounded by the size of the texts kept and their keys (least recently used go first).
+A miss costs building the key from the facts posing the case computed anyway, one look-up, and
+cutting the text rendered anyway into a template.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+DEFAULT_MAX_BYTES = 32 * 1024 * 1024
+
+
+def placeholder(name: str) -> str:
+    """What stands for a per-record value while an output is rendered for the memo: NUL-framed,
+    so no case field can hold it unnoticed (Template.cut counts the places it was found)."""
+    return f"\0ionm-logic {name}\0"
+
+
+def decision_key(kb, posed, options: tuple, locate: Optional[Callable] = None) -> str:
+    """Everything a decision depends on: the knowledge base's sha256, the pack and version
+    chosen, the date of service, `options` (whatever else the caller lets change the output:
+    formats, flags), and every asserted case fact with its pointer (through `locate`, for an
+    input whose pointers name another document: a FHIR Bundle), in the order asserted.
+
+    One JSON string: exact (every part typed and framed) and, unlike nested tuples, nothing the
+    cyclic garbage collector walks however many entries the memo holds."""
+    facts = [(f.pred, f.values, locate(f.pointer) if locate else f.pointer) for f in posed.facts]
+    return json.dumps([kb.sha256, posed.policy.pack, posed.policy.version, posed.case.date_of_service.isoformat(),
+                       options, facts], ensure_ascii=False, separators=(",", ":"), default=_typed)
+
+
+def _typed(value):
+    # Fact values are str, int, bool or float; anything else keeps its type in the key.
+    return [type(value).__name__, str(value)]
+
+
+def key_size(key: str) -> int:
+    """About how many bytes a decision_key holds in memory."""
+    return 64 + len(key)
+
+
+@dataclass(frozen=True)
+class Template:
+    """A rendered output with its per-record values cut out: `parts`, and between each two the
+    number of the slot (`slots`) whose encoded value goes there."""
+    parts: tuple
+    slots: tuple
+    tally: tuple
+
+    @classmethod
+    def cut(cls, text: str, placeholders: tuple, places: tuple, tally=()) -> Optional["Template"]:
+        """The template of `text` rendered with each per-record value replaced by its slot's
+        encoded placeholder, where slot i should appear places[i] times; None if any appears
+        another number of times (case data holding a placeholder itself: not memoized)."""
+        parts, slots, start = [], [], 0
+        for found in _pattern(placeholders).finditer(text):
+            parts.append(text[start:found.start()])
+            slots.append(placeholders.index(found.group()))
+            start = found.end()
+        parts.append(text[start:])
+        if tuple(slots.count(i) for i in range(len(placeholders))) != tuple(places):
+            return None
+        return cls(tuple(parts), tuple(slots), tuple(tally))
+
+    def fill(self, values: tuple) -> str:
+        """The output with values[i], encoded as the output encodes it, in every slot i."""
+        out = [self.parts[0]]
+        for slot, part in zip(self.slots, self.parts[1:]):
+            out += (values[slot], part)
+        return "".join(out)
+
+    def size(self) -> int:
+        return sum(len(p) for p in self.parts) + 64 * len(self.parts)
+
+
+@functools.lru_cache(maxsize=16)
+def _pattern(placeholders: tuple):
+    return re.compile("|".join(re.escape(p) for p in placeholders))
+
+
+class DecisionMemo:
+    """Least-recently-used templates by decision_key, at most about `max_bytes` in all (the
+    texts kept and their keys)."""
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self._entries = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key) -> Optional[Template]:
+        found = self._entries.get(key)
+        if found is None:
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return found[0]
+
+    def put(self, key, template: Template) -> None:
+        size = template.size() + key_size(key)
+        if size > self.max_bytes:
+            return
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.bytes -= old[1]
+        self._entries[key] = (template, size)
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            _key, (_dropped, dropped_size) = self._entries.popitem(last=False)
+            self.bytes -= dropped_size
