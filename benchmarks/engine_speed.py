@@ -1,12 +1,14 @@
 """Print the in-process CPU cost of one decision on generated cases, for this tree and any
 other trees given (e.g. a worktree of an older commit), side by side in one run.
 
-Usage: python benchmarks/engine_speed.py [--cases 400] [--warm 100] [--baseline DIR ...]
+Usage: python benchmarks/engine_speed.py [--cases 400] [--warm 100] [--baseline DIR ...] [--rss-cases N]
 
 Each tree decides in its own interpreter: `--warm` cases first (the engine keeps what it learns
 across cases, as a batch worker does), then three passes over fresh generated cases — full
 proofs and missing documentation; proofs without the missing-documentation search; the
-determinations alone — and the CPU milliseconds per case of each pass.
+determinations alone — and the CPU milliseconds per case of each pass. With --rss-cases N, this
+tree's engine also decides N generated cases and its RSS is printed at each tenth (what the
+engine keeps across cases is bounded: engine.RULE_MEMO_ENTRIES, engine.SUBSET_UNIONS).
 """
 import argparse
 import json
@@ -45,6 +47,24 @@ print(json.dumps(out))
 """
 
 
+RSS_CHILD = r"""
+import sys
+from ionm_logic.api import explain, knowledge_base, tune_memory_for_many_cases
+from ionm_logic.case import parse_case
+def rss():
+    return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) / 1024
+kb = knowledge_base()
+tune_memory_for_many_cases()
+lines = open(sys.argv[1], "rb").read().splitlines()
+step = max(1, len(lines) // 10)
+print(f"{0:>8} cases: RSS {rss():.0f} MB")
+for i, line in enumerate(lines, 1):
+    explain(kb, parse_case(line))
+    if i % step == 0:
+        print(f"{i:>8} cases: RSS {rss():.0f} MB")
+"""
+
+
 def measure(tree: Path, cases_file: Path, warm: int, count: int) -> list:
     env = dict(os.environ, PYTHONPATH=str(tree))
     done = subprocess.run([sys.executable, "-c", CHILD, str(cases_file), str(warm), str(count), json.dumps(PASSES)],
@@ -57,6 +77,7 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=400, help="fresh cases per pass")
     ap.add_argument("--warm", type=int, default=100)
     ap.add_argument("--baseline", action="append", default=[], help="another source tree to measure beside this one")
+    ap.add_argument("--rss-cases", type=int, default=0, help="also print this tree's RSS over this many cases")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cases_file = Path(tmp) / "cases.jsonl"
@@ -68,6 +89,13 @@ def main() -> None:
     rows = [[label] + [f"{figures[tree][i]:.2f}" for tree in trees] for i, (label, _o) in enumerate(PASSES)]
     rows.append(["cases per CPU-second, full"] + [f"{1000 / figures[tree][0]:.0f}" for tree in trees])
     print(tabulate(rows, headers=headers))
+    if args.rss_cases:
+        with tempfile.TemporaryDirectory() as tmp:
+            cases_file = Path(tmp) / "cases.jsonl"
+            subprocess.run([sys.executable, str(ROOT / "benchmarks" / "generate_cases.py"), str(args.rss_cases),
+                            str(cases_file)], check=True)
+            subprocess.run([sys.executable, "-c", RSS_CHILD, str(cases_file)], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                           check=True)
     try:
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     except OSError:
