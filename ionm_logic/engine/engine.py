@@ -385,13 +385,15 @@ class Engine:
         return tables
 
     def _fact_clause(self, engine_pred: str, values: tuple):
-        """The engine clause of a ground fact, built once and kept (bounded): frozen answers
-        recur across cases. Kept per engine: a clause names its predicate in one pyDatalog."""
-        clause = self._clauses.get((engine_pred, values))
+        """The engine clause of a ground fact, built once and kept (bounded): case facts, their
+        variants and frozen answers recur across cases. Kept per engine: a clause names its
+        predicate in one pyDatalog."""
+        key = (engine_pred, values, tuple(map(type, values)))  # 1, 1.0 and True are equal keys otherwise
+        clause = self._clauses.get(key)
         if clause is None:
             if len(self._clauses) > 50_000:
                 self._clauses.clear()
-            clause = self._clauses[(engine_pred, values)] = _engine_clause(engine_pred, [encode(v) for v in values])
+            clause = self._clauses[key] = _engine_clause(engine_pred, [encode(v) for v in values])
         return clause
 
     def _stratum(self, stages, level: int, numbers, facts: dict, answers: dict, case_key: str, tables: dict) -> None:
@@ -526,7 +528,7 @@ class Engine:
         for pred, values in facts:
             sets.setdefault(pred, set()).add(tuple(values))
         self._fact_sets = {pred: frozenset(found) for pred, found in sets.items()}
-        clauses = [_engine_fact(pred, [encode(v) for v in values]) for pred, values in facts]
+        clauses = [self._fact_clause(_pyname(pred), tuple(values)) for pred, values in facts]
         asserted = []
         try:
             for clause in clauses:
@@ -550,8 +552,8 @@ class Engine:
         """Within an asserted case: retract `remove` and assert `add` for a block, then undo."""
         self._activate()
         self._delta_facts.append(_Delta(add, remove))
-        add = [_engine_fact(p, [encode(v) for v in vals]) for p, vals in add]
-        remove = [_engine_fact(p, [encode(v) for v in vals]) for p, vals in remove]
+        add = [self._fact_clause(_pyname(p), tuple(vals)) for p, vals in add]
+        remove = [self._fact_clause(_pyname(p), tuple(vals)) for p, vals in remove]
         for clause in remove:
             pyEngine.retract(clause)
         for clause in add:
