@@ -149,7 +149,7 @@ class _Stages:
         for n in list(out):
             pred = self.head_of[n]
             if pred in self.live_preds:
-                out |= {self.index(r) for p in self.component[pred] for r in self.by_head[p]}
+                out.update(n for p in self.component[pred] for n in self.numbers[p])
         return tuple(sorted(out))
 
     def union_name(self, level: int) -> str:
@@ -179,18 +179,13 @@ class _Stages:
         key = (asked, touched)
         found = self._plans.get(key)
         if found is None:
-            by_number = {self.index(r): r for rules in self.by_head.values() for r in rules}
-            heads = {by_number[n].head.pred for n in asked if n in by_number}
+            heads = {self.head_of[n] for n in asked if n in self.head_of}
             below = reachable({q for p in heads for q in self.deps[p]}, self.deps.__getitem__)
-            wanted = {n for n in asked if n in touched} | {self.index(r) for p in below for r in self.by_head[p]
-                                                          if self.index(r) in touched}
-            for n in list(wanted):
-                pred = by_number[n].head.pred
-                if pred in self.live_preds:
-                    wanted |= {self.index(r) for p in self.component[pred] for r in self.by_head[p]}
+            wanted = self.closed({n for n in asked if n in touched}
+                                 | {n for p in below for n in self.numbers[p] if n in touched})
             strata = {}
             for n in wanted:
-                strata.setdefault(self.level_of[by_number[n].head.pred], []).append(n)
+                strata.setdefault(self.level_of[self.head_of[n]], []).append(n)
             found = tuple((level, tuple(sorted(strata[level]))) for level in sorted(strata))
             if len(self._plans) > 4096:  # keys repeat across cases; bound it all the same
                 self._plans.clear()
@@ -231,7 +226,7 @@ class Engine:
         self._base_heads = {}  # (pack, case key) -> rule number -> its head tuples, for frozen predicates' rules
         self._case_tables = {}  # (pack, case key) -> the asserted case's tables (case_tables)
         self._deltas = 0  # fact_delta blocks open
-        self._delta_facts = []  # the (pred, values) facts each open fact_delta changes
+        self._delta_facts = []  # a _Delta for each open fact_delta: the facts it changes
         self._answers = {}  # answers of predicates no case fact reaches
         self._logic = None
         self._compile()
