@@ -546,7 +546,7 @@ class Engine:
     def fact_delta(self, add, remove):
         """Within an asserted case: retract `remove` and assert `add` for a block, then undo."""
         self._activate()
-        self._delta_facts.append(_Delta(add, remove))
+        delta = _Delta(add, remove)
         add = [self._fact_clause(_pyname(p), tuple(vals)) for p, vals in add]
         remove = [self._fact_clause(_pyname(p), tuple(vals)) for p, vals in remove]
         for clause in remove:
@@ -554,6 +554,7 @@ class Engine:
         for clause in add:
             pyEngine.assert_(clause)
         self._deltas += 1
+        self._delta_facts.append(delta)
         try:
             yield self
         finally:
