@@ -141,6 +141,18 @@ class _Stages:
         self.frozen_reads = {n: tuple(p for p in preds if p not in self.component[self.head_of[n]])
                              for n, preds in self.reads.items()}
         self.live_rules = frozenset(n for n, pred in self.head_of.items() if pred in self.live_preds)
+        # A rule with a positive body literal over a predicate that holds nothing for the case
+        # has no witness: only case facts (asserted per case, no rule or rule-file fact adds
+        # any) and lower strata's answers can be empty for one case and not another.
+        only_asserted = {p for p, d in ruleset.decls.items() if d.role == "case"} - set(ruleset.rules_by_head) \
+            - {f.atom.pred for f in ruleset.facts}
+        self.needs = {}
+        for rules in self.by_head.values():
+            for r in rules:
+                n = self.index(r)
+                positive = {i.atom.pred for i in r.body if isinstance(i, Literal) and not i.negated}
+                self.needs[n] = (tuple(sorted(positive & only_asserted)),
+                                 tuple(sorted(positive & set(self.frozen_reads[n]))))
         self._plans = {}
 
     def closed(self, numbers) -> tuple:
@@ -399,8 +411,13 @@ class Engine:
         reads: those already found for the same inputs, in this case or an earlier one, are
         taken from the memo (exact: the inputs are its key), and only the others are asked, in
         one union (a rule of a recursive component is always asked, with its component)."""
-        memo, todo, live = self._rule_memo, {}, stages.live_rules
+        memo, todo, live, needs = self._rule_memo, {}, stages.live_rules, stages.needs
         for n in numbers:
+            if n not in live:
+                case_needs, answer_needs = needs[n]
+                if any(not facts.get(p) for p in case_needs) or any(not answers[p] for p in answer_needs):
+                    tables[n] = []
+                    continue
             inputs = (n, tuple([facts.get(p, _NONE) for p in stages.fact_reads[n]]),
                       tuple([answers[p] for p in stages.frozen_reads[n]]))
             known = memo.get(inputs)
