@@ -17,7 +17,7 @@ from pyDatalog import pyEngine
 from pyDatalog.Logic import Logic
 
 from ..lang.graph import components, reachable
-from ..lang.objects import Comparison, Literal, Var
+from ..lang.objects import Comparison, Const, Literal, Var
 from .ruleset import RuleSet, load_rules, sort_key
 
 
@@ -134,25 +134,31 @@ class _Stages:
         self.reads = {self.index(r): tuple(sorted({item.atom.pred for item in r.body if isinstance(item, Literal)
                                                    and item.atom.pred in self.by_head}))
                       for rules in self.by_head.values() for r in rules}
-        self.fact_reads = {self.index(r): tuple(sorted({item.atom.pred for item in r.body if isinstance(item, Literal)
-                                                        and item.atom.pred not in self.by_head}))
-                           for rules in self.by_head.values() for r in rules}
         self.numbers = {pred: tuple(self.index(r) for r in rules) for pred, rules in self.by_head.items()}
         self.frozen_reads = {n: tuple(p for p in preds if p not in self.component[self.head_of[n]])
                              for n, preds in self.reads.items()}
         self.live_rules = frozenset(n for n, pred in self.head_of.items() if pred in self.live_preds)
-        # A rule with a positive body literal over a predicate that holds nothing for the case
-        # has no witness: only case facts (asserted per case, no rule or rule-file fact adds
-        # any) and lower strata's answers can be empty for one case and not another.
-        only_asserted = {p for p, d in ruleset.decls.items() if d.role == "case"} - set(ruleset.rules_by_head) \
-            - {f.atom.pred for f in ruleset.facts}
-        self.needs = {}
+        # What a rule's witnesses depend on, literal by literal: the asserted case facts and
+        # lower strata's answers that match the literal's constants, as (answer?, predicate,
+        # constants, decisive). Those are its memo key. A decisive literal is positive and over
+        # what only the case gives (its facts with no rule or rule-file fact adding to them, or
+        # lower answers): when nothing matches it, the rule has no witness.
+        asserted = {p for p, d in ruleset.decls.items() if d.role == "case"}
+        self.only_asserted = asserted - set(ruleset.rules_by_head) - {f.atom.pred for f in ruleset.facts}
+        self.inputs = {}
         for rules in self.by_head.values():
             for r in rules:
-                n = self.index(r)
-                positive = {i.atom.pred for i in r.body if isinstance(i, Literal) and not i.negated}
-                self.needs[n] = (tuple(sorted(positive & only_asserted)),
-                                 tuple(sorted(positive & set(self.frozen_reads[n]))))
+                n, own, found = self.index(r), self.component[r.head.pred], {}
+                for item in r.body:
+                    if not isinstance(item, Literal) or item.atom.pred in own and item.atom.pred in self.live_preds:
+                        continue
+                    pred = item.atom.pred
+                    if pred not in self.by_head and pred not in asserted:
+                        continue  # rule-file facts and case-independent predicates: the same for every case
+                    consts = tuple((i, a.value) for i, a in enumerate(item.atom.args) if isinstance(a, Const))
+                    key = (pred in self.by_head, pred, consts)
+                    found[key] = found.get(key, False) or (not item.negated and (key[0] or pred in self.only_asserted))
+                self.inputs[n] = tuple((*key, decisive) for key, decisive in sorted(found.items(), key=repr))
         self._plans = {}
 
     def closed(self, numbers) -> tuple:
@@ -231,6 +237,7 @@ class Engine:
         self._rule_queries = {}
         self._subset_unions = {}  # (pack number, stratum, rule numbers) -> a union of those rules
         self._rule_memo = {}  # (rule number, the facts and answers its body reads) -> its witnesses
+        self._views = {}  # (pred, constants, facts or answers) -> those matching the constants
         self._fact_sets = {}  # pred -> the asserted case facts' values
         self._clauses = {}  # (engine predicate, values) -> its fact clause (_fact_clause)
         self._frozen = []  # the asserted case's frozen answers, as engine clauses
@@ -318,6 +325,7 @@ class Engine:
             self._rule_queries.clear()
             self._subset_unions.clear()
             self._rule_memo.clear()
+            self._views.clear()
             self._clauses.clear()
             self._frozen.clear()
             self._frozen_answers.clear()
@@ -411,15 +419,26 @@ class Engine:
         reads: those already found for the same inputs, in this case or an earlier one, are
         taken from the memo (exact: the inputs are its key), and only the others are asked, in
         one union (a rule of a recursive component is always asked, with its component)."""
-        memo, todo, live, needs = self._rule_memo, {}, stages.live_rules, stages.needs
+        memo, todo, live, views = self._rule_memo, {}, stages.live_rules, self._views
         for n in numbers:
-            if n not in live:
-                case_needs, answer_needs = needs[n]
-                if any(not facts.get(p) for p in case_needs) or any(not answers[p] for p in answer_needs):
-                    tables[n] = []
-                    continue
-            inputs = (n, tuple([facts.get(p, _NONE) for p in stages.fact_reads[n]]),
-                      tuple([answers[p] for p in stages.frozen_reads[n]]))
+            parts, empty = [n], False
+            for answer, pred, consts, decisive in stages.inputs[n]:
+                found = answers[pred] if answer else facts.get(pred, _NONE)
+                if consts and found:
+                    whole, found = found, views.get((pred, consts, found))
+                    if found is None:
+                        if len(views) > 50_000:
+                            views.clear()
+                        found = views[(pred, consts, whole)] = frozenset(
+                            [v for v in whole if all(v[i] == c for i, c in consts)])
+                if decisive and not found and n not in live:
+                    empty = True
+                    break
+                parts.append(found)
+            if empty:
+                tables[n] = []
+                continue
+            inputs = tuple(parts)
             known = memo.get(inputs)
             if known is None or n in live:
                 todo[n] = inputs
