@@ -24,11 +24,12 @@ import json
 import multiprocessing
 import multiprocessing.connection
 import os
+import re
 import signal
 import stat
 import sys
 import time
-from collections import Counter
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
@@ -87,6 +88,7 @@ class Outcome:
     error: bool = False
     internal: bool = False
     timed_out: bool = False          # an error record for a decision past the time limit
+    remembered: bool = False         # the worker's decision memo answered it (memo.py)
     rows: list = field(default_factory=list)   # tables.OUTPUT_COLUMNS dicts, when Options.rows
 
 
@@ -316,7 +318,7 @@ def _init_worker(options: Options) -> None:
 
     use_options(options)
     tune_memory_for_many_cases()
-    _WORKER["memo"] = DecisionMemo(options.memo_bytes) if options.memo_bytes and options.fmt in _SLOTS else None
+    _WORKER["memo"] = DecisionMemo(options.memo_bytes) if _remembering(options) else None
 
 
 def use_options(options: Options) -> None:
@@ -351,14 +353,13 @@ def _decide(record: Record, options: Options) -> Outcome:
             raise InputError([(record.problem_at, record.problem)])
         inp = parse_input(record.raw, kb, payer_given=options.payer is not None)
         posed = pose_input(kb, inp, payer=options.payer, as_of=_WORKER["as_of"])
-        # A table row's pointers name its own row (never another's), and its table rows
-        # (options.rows) are not kept: such records skip the memo, at no cost.
-        if memo is not None and record.cells is None and not options.rows:
+        # A table row's pointers name its own row (never another's): it skips the memo, at no cost.
+        if memo is not None and record.cells is None:
             key = decision_key(kb, posed, _memo_options(options), inp.locate if inp.located else None)
             found = memo.get(key)
             if found is not None:
                 return Outcome(record.number, found.fill(_slot_values(record, inp.case.case_id, options.fmt))
-                               .encode("utf-8"), list(found.tally))
+                               .encode("utf-8"), list(found.tally), remembered=True)
         result = decide(kb, posed, proofs=options.detail == "full").document
         if record.cells is not None:
             result = record.cells.relocate(result)
@@ -386,6 +387,12 @@ def _decide(record: Record, options: Options) -> Outcome:
 # The per-record values of an output record, which a memo template leaves out (memo.py):
 # in JSON lines the case id and the source; in CSV each row's record, file, line and case id.
 _SLOTS = {"jsonl": ("case_id", "source"), "csv": ("record", "file", "line", "case_id")}
+
+
+def _remembering(options: Options) -> bool:
+    """Whether workers remember decisions: not without memory for it, nor for an output format
+    without per-record slots, nor when outcomes carry table rows (options.rows), which are not kept."""
+    return bool(options.memo_bytes) and options.fmt in _SLOTS and not options.rows
 
 
 def _memo_options(options: Options) -> tuple:
@@ -529,6 +536,7 @@ class Summary:
     errors: int = 0
     internal: int = 0
     timeouts: int = 0       # error records of decisions past the time limit (among `errors`)
+    remembered: int = 0     # records a worker's decision memo answered (memo.py)
     tally: Counter = field(default_factory=Counter)
     observers: list = field(default_factory=list)  # called with each outcome, in output order
 
@@ -547,6 +555,7 @@ class _Writer:
             self.summary.errors += outcome.error
             self.summary.internal += outcome.internal
             self.summary.timeouts += outcome.timed_out
+            self.summary.remembered += outcome.remembered
             self.summary.tally.update(outcome.tally)
             for observe in self.summary.observers:
                 observe(outcome)
@@ -557,10 +566,12 @@ class _Writer:
 def run(records: Iterator[Record], sink: Sink, options: Options, jobs: int = 1, chunk: int = 16,
         progress=None, observers=(), dispatch=None) -> Summary:
     """Decide every record and write each output record in input order; `progress(n)` is called
-    after each chunk of n records is written. Raises Aborted when the run cannot finish.
+    after each run of n records is written. Raises Aborted when the run cannot finish.
 
-    Chunks go to worker processes, one chunk per worker at a time and at most a few per worker
-    ahead of the writer: memory stays bounded by the chunks in flight. Workers report each
+    Records go to worker processes in chunks of up to `chunk`, one chunk per worker at a time,
+    and at most 4 chunks' worth per worker are read ahead of the writer: memory stays bounded by
+    the records in flight. A repeat of a case read before goes to the worker given its twin, so
+    that worker's decision memo answers it (_Router). Workers report each
     record as it is decided, so this process knows what each is deciding and since when: a
     record past the time limit (limits.configured_seconds) has its worker killed and becomes one
     error record in its place (counted in Summary.errors and .timeouts, not as internal: like
@@ -586,11 +597,11 @@ def run(records: Iterator[Record], sink: Sink, options: Options, jobs: int = 1, 
         elif jobs <= 1 and limit is None:
             _init_worker(options)
             for part in _chunks(records, chunk):
-                pending.current = part
+                pending.current = {r.number: r for r in part}
                 writer.write(decide_chunk(part))
-            pending.current = None
+            pending.current = {}
         else:
-            _run_workers(_chunks(records, chunk), writer, options, max(jobs, 1), pending, limit)
+            _run_workers(records, writer, options, max(jobs, 1), chunk, pending, limit)
     except _Stop as stop:
         name = "interrupted" if stop.signum == signal.SIGINT else f"stopped by {signal.Signals(stop.signum).name}"
         raise Aborted(f"{name}; {_left(summary, pending)}", 128 + stop.signum) from None
@@ -615,15 +626,15 @@ def _raise_stop(signum, _frame):
 
 @dataclass
 class _Pending:
-    """The first records not yet written, for saying what was not decided."""
-    current: Optional[list] = None
+    """The records read and not yet written, by number, for saying what was not decided."""
+    current: dict = field(default_factory=dict)
 
 
 def _left(summary: Summary, pending: _Pending) -> str:
     # Records are numbered in input order and written in that order: the first one not
-    # written is the next number, and it is in the chunk being decided or written.
+    # written is the next number, and it was read if it is among those pending.
     done = f"{summary.records} record(s) written, each complete"
-    first = next((r for r in pending.current or () if r.number == summary.records + 1), None)
+    first = pending.current.get(summary.records + 1)
     if first is not None:
         return f"{done}; record {first.number} ({first.where()}) and every record after it were not decided"
     return f"{done}; every record after record {summary.records} was not decided"
@@ -635,15 +646,16 @@ class _WorkerDied(Exception):
 
 @dataclass
 class _Task:
-    """A chunk given to a worker: its records, the outcomes received so far (one per record,
-    in order) and when the record now being decided was started (as the parent saw it)."""
+    """A chunk given to a worker: its records (in the order it decides them, not always a run
+    of the input), how many of their outcomes were received, and when the record now being
+    decided was started (as the parent saw it)."""
     seq: int
     records: list
-    outcomes: list
+    decided: int
     since: float
 
     def deciding(self) -> Record:
-        return self.records[len(self.outcomes)]
+        return self.records[self.decided]
 
 
 class _Worker:
@@ -692,15 +704,15 @@ def _start_worker(ctx, options: Options) -> _Worker:
         return _Worker(ctx, options)
 
 
-def _run_workers(chunks: Iterator[list], writer: _Writer, options: Options, jobs: int, pending: _Pending,
-                 limit: Optional[float] = None) -> None:
+def _run_workers(records: Iterator[Record], writer: _Writer, options: Options, jobs: int, chunk: int,
+                 pending: _Pending, limit: Optional[float] = None) -> None:
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     ctx = multiprocessing.get_context(method)
     workers = []
     try:
         for _ in range(jobs):
             workers.append(_start_worker(ctx, options))
-        _schedule(chunks, writer, workers, jobs, pending, _Limit(limit, ctx, options))
+        _schedule(records, writer, workers, chunk, pending, _Limit(limit, ctx, options), _router_for(options, jobs))
         for w in workers:
             w.conn.send(None)
         for w in workers:
@@ -733,9 +745,9 @@ class _Limit:
     def passed(self, w: _Worker) -> bool:
         return self.seconds is not None and time.monotonic() - w.task.since >= self.seconds
 
-    def replace(self, w: _Worker) -> _Worker:
-        """Kill `w`, whose record ran past the limit, record that record as a timeout error,
-        and give the rest of its chunk to a fresh worker (returned). The engine holds the GIL
+    def replace(self, w: _Worker) -> tuple:
+        """(a fresh worker, the timeout error outcome): kill `w`, whose record ran past the
+        limit, and give the rest of its chunk to the fresh worker. The engine holds the GIL
         inside its loop: only SIGKILL from outside ends it."""
         from .engine.limits import DecisionTimeout
 
@@ -743,42 +755,133 @@ class _Limit:
         w.process.kill()
         w.process.join()
         w.conn.close()
-        record = task.deciding()
-        outcome = _error_outcome(record, DecisionTimeout(self.seconds).problems, self.options)
+        outcome = _error_outcome(task.deciding(), DecisionTimeout(self.seconds).problems, self.options)
         outcome.timed_out = True
-        task.outcomes.append(outcome)
+        task.decided += 1
         fresh = _start_worker(self.ctx, self.options)
-        rest = task.records[len(task.outcomes):]
+        rest = task.records[task.decided:]
         if rest:
             fresh.give(task, rest)
-        return fresh
+        return fresh, outcome
 
 
-def _schedule(chunks, writer: _Writer, workers: list, jobs: int, pending: _Pending, limit: _Limit) -> None:
+# What a record's case id looks like in its raw bytes: the "case_id" member's string value.
+_CASE_ID = re.compile(rb'"case_id"\s*:\s*("(?:[^"\\]|\\.)*")')
+
+# A decision memo entry holds a decision key (over 700 bytes measured) and a rendered record
+# besides: never under 1 KB. A routing table entry costs the parent about 124 bytes.
+_MEMO_ENTRY_FLOOR = 1024
+
+
+def _route_key(record: Record) -> Optional[int]:
+    """A hint of which earlier record this one repeats: the hash of its raw bytes with the case
+    id's value cut out, found without parsing (the worker's memo key, memo.decision_key, is the
+    exact test). None for a record that needs none: an error record, or a table input's, whose
+    pointers name its own rows (it skips the memo)."""
+    if record.problem is not None or record.cells is not None:
+        return None
+    raw = record.raw
+    found = _CASE_ID.search(raw)
+    if found is None:  # a FHIR Bundle, say: only byte-for-byte copies route together
+        return hash(raw)
+    return hash((raw[:found.start(1)], raw[found.end(1):]))
+
+
+def _router_for(options: Options, jobs: int) -> "_Router":
+    # Routing pays only where workers remember decisions and there is more than one to choose.
+    # The table is bounded by how many entries all workers' memos can hold at the least an entry
+    # takes: a key older than that is gone from its worker's memo anyway, and the table costs
+    # at most an eighth of the memory of the memos it routes for.
+    routes = jobs * options.memo_bytes // _MEMO_ENTRY_FLOOR if jobs > 1 and _remembering(options) else 0
+    return _Router(jobs, routes)
+
+
+class _Router:
+    """Which worker (by slot) decides each record read ahead of the writer. A repeat of a case
+    given to a worker before goes to that worker, whose memo then answers it: the worker decides
+    its records in order, so its twin is decided first. Any other record is bound to no worker
+    until one is free for it, as chunks were before routing: the first free worker, which has
+    the least work queued, takes it (with the repeats of it read meanwhile), so batches of
+    distinct cases spread over the workers as they did. Each worker takes the records open to
+    it in input order, which keeps the writer, who writes in input order, moving."""
+
+    def __init__(self, slots: int, routes: int):
+        self.routes = OrderedDict()  # routing key -> slot, least recently seen first; at most `bound`
+        self.bound = routes
+        self.queues = [deque() for _ in range(slots)]  # repeats routed to each slot, in input order
+        self.free = deque()  # (record, routing key) bound to no worker yet, in input order
+        self.twins = {}      # routing key of a record in `free` -> its repeats read since, in order
+
+    def add(self, record: Record) -> None:
+        key = _route_key(record) if self.bound else None
+        if key is None:
+            self.free.append((record, None))
+            return
+        slot = self.routes.get(key)
+        if slot is not None:
+            self.routes.move_to_end(key)
+            self.queues[slot].append(record)
+        elif key in self.twins:
+            self.twins[key].append(record)
+        else:
+            self.twins[key] = []
+            self.free.append((record, key))
+
+    def take(self, slot: int, size: int) -> list:
+        """Up to `size` records for the worker in `slot`, lowest numbers first."""
+        out, queue, free = [], self.queues[slot], self.free
+        while len(out) < size and (queue or free):
+            if queue and (not free or queue[0].number < free[0][0].number):
+                out.append(queue.popleft())
+                continue
+            record, key = free.popleft()
+            out.append(record)
+            if key is not None:
+                queue.extend(self.twins.pop(key))
+                self.routes[key] = slot
+                if len(self.routes) > self.bound:
+                    self.routes.popitem(last=False)
+        return out
+
+
+def _schedule(records: Iterator[Record], writer: _Writer, workers: list, chunk: int, pending: _Pending,
+              limit: _Limit, router: _Router) -> None:
     # One chunk per worker at a time: a worker is only sent a chunk while it waits for one, so
-    # parent and worker never both block sending to each other.
-    done, waiting = {}, {}   # seq -> outcomes decided / records not yet written
-    next_seq = next_write = 0
+    # parent and worker never both block sending to each other. Records are read ahead of the
+    # writer up to 4 chunks per worker (the router needs them read to find their twins), and no
+    # further: memory stays bounded by what is in flight, however slow one record is.
+    ahead = 4 * chunk * len(workers)
+    order = deque()                    # numbers of the records read and not written, in input order
+    unwritten = pending.current = {}   # number -> record, for saying what was not decided
+    done = {}                          # number -> outcome received and not written
+    seq = 0
     exhausted = False
     while True:
-        for w in workers:
-            if w.task is None and not exhausted and next_seq - next_write < 4 * jobs:
-                part = next(chunks, None)
-                if part is None:
-                    exhausted = True
-                    break
-                waiting[next_seq] = part
-                w.give(_Task(next_seq, part, [], 0.0), part)
-                next_seq += 1
-        while next_write in done:
-            pending.current = waiting[next_write]
-            writer.write(done.pop(next_write))
-            del waiting[next_write]
-            next_write += 1
-        pending.current = waiting.get(next_write)
+        run = []
+        while order and order[0] in done:
+            run.append(done.pop(order.popleft()))
+        if run:
+            writer.write(run)
+            for outcome in run:
+                del unwritten[outcome.number]
+        while not exhausted and len(order) < ahead:
+            record = next(records, None)
+            if record is None:
+                exhausted = True
+                break
+            order.append(record.number)
+            unwritten[record.number] = record
+            router.add(record)
+        for slot, w in enumerate(workers):
+            if w.task is None:
+                part = router.take(slot, chunk)
+                if part:
+                    w.give(_Task(seq, part, 0, 0.0), part)
+                    seq += 1
         busy = [w for w in workers if w.task is not None]
         if not busy:
-            if exhausted:
+            # Every record read was given out and decided (written above): the input is done.
+            if exhausted and not order:
                 return
             continue
         ready = multiprocessing.connection.wait([w.conn for w in busy] + [w.process.sentinel for w in busy],
@@ -787,33 +890,43 @@ def _schedule(chunks, writer: _Writer, workers: list, jobs: int, pending: _Pendi
             if w.conn in ready or w.conn.poll():
                 while w.task is not None and w.conn.poll():
                     try:
-                        seq, outcome = w.conn.recv()
+                        got, outcome = w.conn.recv()
                     except (EOFError, OSError):
                         raise _WorkerDied(_death(w)) from None
                     task = w.task
                     task.since = time.monotonic()
-                    if seq is None:  # _READY: loading the rules is not the first record's time
+                    if got is None:  # _READY: loading the rules is not the first record's time
                         continue
-                    task.outcomes.append(outcome)
-                    if len(task.outcomes) == len(task.records):
-                        done[seq] = task.outcomes
+                    done[outcome.number] = outcome
+                    task.decided += 1
+                    if task.decided == len(task.records):
                         w.task = None
             elif w.process.sentinel in ready:
                 raise _WorkerDied(_death(w))  # killed by someone else: the run cannot vouch for the rest
             elif limit.passed(w):
-                task = w.task
-                workers[workers.index(w)] = fresh = limit.replace(w)
-                if fresh.task is None:
-                    done[task.seq] = task.outcomes
+                slot = workers.index(w)
+                workers[slot], outcome = limit.replace(w)
+                done[outcome.number] = outcome
 
 
 def _death(w: _Worker) -> str:
     w.process.join(1)
     code = w.process.exitcode
     how = f"was killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exited ({code})"
-    records = w.task.records
-    return (f"worker process {w.process.pid} {how} while deciding records {records[0].number}-{records[-1].number} "
+    records = sorted(w.task.records, key=lambda r: r.number)
+    return (f"worker process {w.process.pid} {how} while deciding records {_spans([r.number for r in records])} "
             f"({records[0].where()} to {records[-1].where()})")
+
+
+def _spans(numbers: list) -> str:
+    """Ascending numbers as runs: "1-16", "3, 5-7, 12"."""
+    runs = []
+    for n in numbers:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs)
 
 
 def summary_rows(summary: Summary):
