@@ -103,6 +103,14 @@ class _Delta:
         self.by_pred = {pred: frozenset(found) for pred, found in by_pred.items()}
 
 
+class _Changes:
+    """Engine changes (clause, present) of one _changed block, and how many are made so far."""
+    __slots__ = ("changes", "applied")
+
+    def __init__(self, changes: list):
+        self.changes, self.applied = changes, 0
+
+
 class _Stages:
     """One pack's case-dependent rules in strata, for evaluating a case bottom-up.
 
@@ -246,6 +254,7 @@ class Engine:
         self._case_tables = {}  # (pack, case key) -> the asserted case's tables (case_tables)
         self._deltas = 0  # fact_delta blocks open
         self._delta_facts = []  # a _Delta for each open fact_delta: the facts it changes
+        self._lazy = []  # a _Changes for each open _changed block, outermost first
         self._answers = {}  # answers of predicates no case fact reaches
         self._logic = None
         self._compile()
@@ -347,6 +356,7 @@ class Engine:
         free = [pyEngine.Var(f"Q{i}") if a is None else pyEngine.Term_of(encode(a)) for i, a in enumerate(args)]
         # The engine literal answers with whole tuples; asking it directly skips the temporary
         # query clause that pyDatalog's Query.ask() builds and deletes on every call.
+        self._sync()
         answer = pyEngine.Literal(_pyname(pred), free).ask()
         rows = sorted({tuple(decode(v) for v in row) for row in answer or ()}, key=sort_key)
         if independent:
@@ -367,6 +377,7 @@ class Engine:
         if query is None:
             query = self._rule_queries[self.index(rule)] = pyEngine.Literal(
                 _internal(f"rule_{self.index(rule)}"), [pyEngine.Var(v) for v in rule.variables()])
+        self._sync()
         rows = sorted({tuple(decode(v) for v in row) for row in query.ask() or ()}, key=sort_key)
         if independent:
             self._global_tables[self.index(rule)] = rows
@@ -482,6 +493,7 @@ class Engine:
         query = pyEngine.Literal(name, [pyEngine.Var("K"), pyEngine.Term_of(encode(case_key)),
                                         *[pyEngine.Var(f"W{i}") for i in range(self._width)]])
         tables = {self.index(rule): [] for rule in rules}
+        self._sync()
         for row in query.ask() or ():
             index = row[0]
             width = len(self.rules[index].variables())
@@ -516,8 +528,8 @@ class Engine:
         base_heads = self._base_heads[(pack, case_key)]
         number = self.ruleset.number
         asked = tuple([number[r.id] for r in rules])
-        tables, swapped, now_answers, changed = {}, [], dict(answers), set()
-        try:
+        tables, now_answers, changed = {}, dict(answers), set()
+        with self._changed([]) as swapped:
             for level, candidates in stages.plan(asked, touched):
                 # A candidate is asked again only if it reads a changed fact or a predicate
                 # whose answers this variant changed; the others keep their base tables.
@@ -535,12 +547,7 @@ class Engine:
                     now_answers[pred] = frozenset(now)
                     changed.add(pred)
                     for values, present in [(v, False) for v in answers[pred] - now] + [(v, True) for v in now - answers[pred]]:
-                        clause = self._fact_clause(stages.frozen_name(pred), values)
-                        (pyEngine.assert_ if present else pyEngine.retract)(clause)
-                        swapped.append((clause, present))
-        finally:
-            for clause, present in reversed(swapped):
-                (pyEngine.retract if present else pyEngine.assert_)(clause)
+                        swapped.append((self._fact_clause(stages.frozen_name(pred), values), present))
         return {n: tables[n] if n in tables else base[n] for n in asked}
 
     def _compile_stratum(self, stages, todo: tuple) -> tuple:
@@ -580,27 +587,46 @@ class Engine:
 
     @contextmanager
     def fact_delta(self, add, remove):
-        """Within an asserted case: retract `remove` and assert `add` for a block, then undo."""
+        """Within an asserted case: retract `remove` and assert `add` for a block, then undo.
+
+        The engine sees the change from the first ask inside the block: most variants are
+        answered from the rule memo without one, and then nothing is asserted or retracted."""
         self._activate()
         delta = _Delta(add, remove)
-        add = [self._fact_clause(_pyname(p), tuple(vals)) for p, vals in add]
-        remove = [self._fact_clause(_pyname(p), tuple(vals)) for p, vals in remove]
-        for clause in remove:
-            pyEngine.retract(clause)
-        for clause in add:
-            pyEngine.assert_(clause)
+        changes = ([(self._fact_clause(_pyname(p), tuple(vals)), False) for p, vals in remove]
+                   + [(self._fact_clause(_pyname(p), tuple(vals)), True) for p, vals in add])
         self._deltas += 1
         self._delta_facts.append(delta)
         try:
-            yield self
+            with self._changed(changes):
+                yield self
         finally:
             self._deltas -= 1
             self._delta_facts.pop()
+
+    @contextmanager
+    def _changed(self, changes: list):
+        """A block in which the (clause, present) changes hold: each asserted (present) or
+        retracted as the block's frame asks (the list may grow inside the block), made on
+        the engine only before its next ask (_sync), and undone after the block if made."""
+        frame = _Changes(changes)
+        self._lazy.append(frame)
+        try:
+            yield frame.changes
+        finally:
+            self._lazy.pop()
             self._activate()
-            for clause in add:
-                pyEngine.retract(clause)
-            for clause in remove:
-                pyEngine.assert_(clause)
+            for clause, present in reversed(frame.changes[:frame.applied]):
+                (pyEngine.retract if present else pyEngine.assert_)(clause)
+
+    def _sync(self) -> None:
+        """Make every pending change of the open blocks (_changed), outermost first."""
+        for frame in self._lazy:
+            changes = frame.changes
+            while frame.applied < len(changes):
+                clause, present = changes[frame.applied]
+                (pyEngine.assert_ if present else pyEngine.retract)(clause)
+                frame.applied += 1
 
     def values(self, pred: str, *args) -> list:
         return self.ask(pred, tuple(args))
