@@ -9,6 +9,7 @@ pyDatalog's string APIs.
 """
 from __future__ import annotations
 
+import itertools
 import threading
 from contextlib import contextmanager
 from typing import Iterable
@@ -84,11 +85,41 @@ def _engine_fact(pred: str, encoded: list):
     return _engine_clause(_pyname(pred), encoded)
 
 
-# Bounds on what an engine keeps across cases: rule witnesses by their inputs (a few hundred
-# bytes each), and unions of part of a stratum compiled into pyDatalog (they stay compiled).
-RULE_MEMO_ENTRIES = 20_000
+# Bounds on what an engine keeps across cases: rule witnesses by their inputs (whole or line by
+# line; a key's sets are shared with the case's own, so an entry is a few hundred bytes), and
+# unions of part of a stratum compiled into pyDatalog (they stay compiled).
+RULE_MEMO_ENTRIES = 60_000
 SUBSET_UNIONS = 2_000
 _NONE = frozenset()
+
+
+class _Memo:
+    """At most RULE_MEMO_ENTRIES entries in two generations: when the newer one holds half,
+    the older is dropped and the newer takes its place; an entry found in the older moves to
+    the newer. What is used keeps its place; what no recent case used goes, half at a time."""
+
+    def __init__(self):
+        self.half = max(1, RULE_MEMO_ENTRIES // 2)
+        self.new, self.old = {}, {}
+
+    def __len__(self) -> int:
+        return len(self.new) + len(self.old)
+
+    def get(self, key):
+        found = self.new.get(key)
+        if found is None:
+            found = self.old.get(key)
+            if found is not None:
+                self[key] = found
+        return found
+
+    def __setitem__(self, key, value) -> None:
+        if len(self.new) >= self.half:
+            self.old, self.new = self.new, {}
+        self.new[key] = value
+
+    def clear(self) -> None:
+        self.new, self.old = {}, {}
 
 
 class _Delta:
@@ -148,25 +179,39 @@ class _Stages:
         self.live_rules = frozenset(n for n, pred in self.head_of.items() if pred in self.live_preds)
         # What a rule's witnesses depend on, literal by literal: the asserted case facts and
         # lower strata's answers that match the literal's constants, as (answer?, predicate,
-        # constants, decisive). Those are its memo key. A decisive literal is positive and over
-        # what only the case gives (its facts with no rule or rule-file fact adding to them, or
-        # lower answers): when nothing matches it, the rule has no witness.
+        # constants, decisive, line positions). Those are its memo key. A decisive literal is
+        # positive and over what only the case gives (its facts with no rule or rule-file fact
+        # adding to them, or lower answers): when nothing matches it, the rule has no witness.
+        #
+        # A rule whose head's second argument is a variable (a line, mostly) that a decisive
+        # literal binds is also remembered value by value (`line_var`: the variable's place in
+        # a witness): the witnesses with Line = L depend only on the inputs that hold L where
+        # the literal has Line ("line positions"), and on the others whole. A case whose lines
+        # each met the same inputs before is answered without an ask, however the lines combine.
         asserted = {p for p, d in ruleset.decls.items() if d.role == "case"}
         self.only_asserted = asserted - set(ruleset.rules_by_head) - {f.atom.pred for f in ruleset.facts}
-        self.inputs = {}
+        self.inputs, self.line_var = {}, {}
         for rules in self.by_head.values():
             for r in rules:
                 n, own, found = self.index(r), self.component[r.head.pred], {}
+                head = r.head.args
+                line = head[1].name if (len(head) > 1 and isinstance(head[1], Var) and n not in self.live_rules
+                                        and not (isinstance(head[0], Var) and head[0].name == head[1].name)) else None
                 for item in r.body:
                     if not isinstance(item, Literal) or item.atom.pred in own and item.atom.pred in self.live_preds:
                         continue
                     pred = item.atom.pred
                     if pred not in self.by_head and pred not in asserted:
                         continue  # rule-file facts and case-independent predicates: the same for every case
-                    consts = tuple((i, a.value) for i, a in enumerate(item.atom.args) if isinstance(a, Const))
-                    key = (pred in self.by_head, pred, consts)
+                    args = item.atom.args
+                    consts = tuple((i, a.value) for i, a in enumerate(args) if isinstance(a, Const))
+                    places = tuple(i for i, a in enumerate(args) if isinstance(a, Var) and a.name == line)
+                    key = (pred in self.by_head, pred, consts, places)
                     found[key] = found.get(key, False) or (not item.negated and (key[0] or pred in self.only_asserted))
-                self.inputs[n] = tuple((*key, decisive) for key, decisive in sorted(found.items(), key=repr))
+                self.inputs[n] = tuple((answer, pred, consts, decisive, places) for (answer, pred, consts, places), decisive
+                                       in sorted(found.items(), key=repr))
+                if line is not None and any(d and places for _a, _p, _c, d, places in self.inputs[n]):
+                    self.line_var[n] = r.variables().index(line)
         self._plans = {}
 
     def closed(self, numbers) -> tuple:
@@ -244,8 +289,9 @@ class Engine:
         self.proof_memo = {}  # proofs of atoms no case fact reaches, shared by all cases
         self._rule_queries = {}
         self._subset_unions = {}  # (pack number, stratum, rule numbers) -> a union of those rules
-        self._rule_memo = {}  # (rule number, the facts and answers its body reads) -> its witnesses
-        self._views = {}  # (pred, constants, facts or answers) -> those matching the constants
+        self._rule_memo = _Memo()  # (rule number, the facts and answers its body reads) -> its witnesses
+        self.line_hits = 0  # rules answered line by line from the memo (_line_keys), for tests
+        self._views = {}  # (pred, constants or line places, facts or answers) -> those matching, or by line
         self._fact_sets = {}  # pred -> the asserted case facts' values
         self._clauses = {}  # (engine predicate, values) -> its fact clause (_fact_clause)
         self._frozen = []  # the asserted case's frozen answers, as engine clauses
@@ -426,14 +472,15 @@ class Engine:
         """Put in `tables` the witnesses of the stratum's rules `numbers`, for the case facts
         `facts` and lower answers `answers` (pred -> frozenset) asserted now.
 
-        A rule's witnesses depend only on the facts and answers of the predicates its body
-        reads: those already found for the same inputs, in this case or an earlier one, are
-        taken from the memo (exact: the inputs are its key), and only the others are asked, in
-        one union (a rule of a recursive component is always asked, with its component)."""
-        memo, todo, live, views = self._rule_memo, {}, stages.live_rules, self._views
+        A rule's witnesses depend only on the facts and answers its body literals match
+        (_Stages.inputs): those already found for the same inputs, in this case or an earlier
+        one, are taken from the memo (exact: the inputs are its key), whole or line by line
+        (_line_keys), and only the others are asked, in one union (a rule of a recursive
+        component is always asked, with its component)."""
+        memo, todo, by_line, live, views = self._rule_memo, {}, {}, stages.live_rules, self._views
         for n in numbers:
             parts, empty = [n], False
-            for answer, pred, consts, decisive in stages.inputs[n]:
+            for answer, pred, consts, decisive, _places in stages.inputs[n]:
                 found = answers[pred] if answer else facts.get(pred, _NONE)
                 if consts and found:
                     whole, found = found, views.get((pred, consts, found))
@@ -451,10 +498,19 @@ class Engine:
                 continue
             inputs = tuple(parts)
             known = memo.get(inputs)
-            if known is None or n in live:
-                todo[n] = inputs
-            else:
+            if known is not None and n not in live:
                 tables[n] = known
+                continue
+            todo[n] = inputs
+            if n in stages.line_var:
+                keys = self._line_keys(n, stages.inputs[n], parts)
+                rows = [memo.get(key) for key in keys]
+                if None not in rows:
+                    tables[n] = memo[inputs] = sorted(itertools.chain(*rows), key=sort_key)
+                    del todo[n]
+                    self.line_hits += 1
+                else:
+                    by_line[n] = keys
         if not todo:
             return
         group = stages.closed(todo)
@@ -471,10 +527,39 @@ class Engine:
             name, rules = compiled
         found = self._ask_union(name, rules, case_key)
         tables.update(found)
-        if len(memo) + len(todo) > RULE_MEMO_ENTRIES:
-            memo.clear()  # bounded memory; what the memo holds never changes an answer
         for n, inputs in todo.items():
             memo[inputs] = found[n]
+        for n, keys in by_line.items():
+            place, rows = stages.line_var[n], {}
+            for row in found[n]:
+                rows.setdefault(row[place], []).append(row)
+            for key in keys:
+                memo[key] = rows.get(key[1], [])
+
+    def _line_keys(self, n: int, inputs: tuple, parts: list) -> list:
+        """The memo keys of rule `n`'s witnesses value by value of its line variable (_Stages.
+        line_var): (n, value, each input held to the value where the literal has the
+        variable), for each value every decisive literal with the variable holds."""
+        views, split = self._views, []
+        for (_answer, pred, _consts, _decisive, places), found in zip(inputs, parts[1:]):
+            if not places:
+                split.append(None)
+                continue
+            grouped = views.get((pred, places, found))
+            if grouped is None:
+                grouped = {}
+                for v in found:
+                    if all(v[i] == v[places[0]] for i in places):
+                        grouped.setdefault(v[places[0]], set()).add(v)
+                grouped = views[(pred, places, found)] = {k: frozenset(vs) for k, vs in grouped.items()}
+            split.append(grouped)
+        values = None
+        for (_answer, _pred, _consts, decisive, places), grouped in zip(inputs, split):
+            if decisive and places:
+                values = set(grouped) if values is None else values & set(grouped)
+        return [(n, value, *[found if grouped is None else grouped.get(value, _NONE)
+                             for found, grouped in zip(parts[1:], split)])
+                for value in sorted(values, key=lambda v: sort_key((v,)))]
 
     def _add_union(self, name: str, rules: list, names_for) -> None:
         """name(RuleIndex, Case, Witness..., padding) for each rule: asked with Case bound, the
