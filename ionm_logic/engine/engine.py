@@ -280,7 +280,6 @@ class Engine:
         self.pack_rules = ruleset.pack_rules
         self.depends_on = ruleset.depends_on
         self.touched_rules = ruleset.touched_rules
-        self.head_tuples = ruleset.head_tuples
         self.rule_count = ruleset.rule_count
         self.fact_count = ruleset.fact_count
         self._owner = threading.get_ident()
@@ -290,6 +289,7 @@ class Engine:
         self._rule_queries = {}
         self._subset_unions = {}  # (pack number, stratum, rule numbers) -> a union of those rules
         self._rule_memo = _Memo()  # (rule number, the facts and answers its body reads) -> its witnesses
+        self._heads = {}  # id(witness rows) -> (those rows, their rule, their head tuples)
         self.line_hits = 0  # rules answered line by line from the memo (_line_keys), for tests
         self._views = {}  # (pred, constants or line places, facts or answers) -> those matching, or by line
         self._fact_sets = {}  # pred -> the asserted case facts' values
@@ -455,6 +455,19 @@ class Engine:
             self._frozen_answers[(pack, case_key)] = answers
             self._base_heads[(pack, case_key)] = heads
         return tables
+
+    def head_tuples(self, rule, rows: list) -> list:
+        """The head tuple each witness row of `rule` derives (RuleSet.head_tuples), kept for
+        the rows list itself: the memo hands the same list to every case with those inputs.
+        The list returned is shared: callers read it, never change it."""
+        kept = self._heads.get(id(rows))
+        if kept is not None and kept[0] is rows and kept[1] is rule:
+            return kept[2]
+        if len(self._heads) > 50_000:
+            self._heads.clear()
+        heads = self.ruleset.head_tuples(rule, rows)
+        self._heads[id(rows)] = (rows, rule, heads)  # holding rows keeps its id from being reused
+        return heads
 
     def _fact_clause(self, engine_pred: str, values: tuple):
         """The engine clause of a ground fact, built once and kept (bounded): case facts, their
@@ -674,20 +687,21 @@ class Engine:
     def fact_delta(self, add, remove):
         """Within an asserted case: retract `remove` and assert `add` for a block, then undo.
 
-        The engine sees the change from the first ask inside the block: most variants are
-        answered from the rule memo without one, and then nothing is asserted or retracted."""
+        The engine sees the change from the first ask inside the block (_changed): most
+        variants are answered from the rule memo without one, and then nothing is asserted or
+        retracted."""
         self._activate()
-        delta = _Delta(add, remove)
-        changes = ([(self._fact_clause(_pyname(p), tuple(vals)), False) for p, vals in remove]
-                   + [(self._fact_clause(_pyname(p), tuple(vals)), True) for p, vals in add])
+        frame = _Changes([(self._fact_clause(_pyname(p), tuple(vals)), False) for p, vals in remove]
+                         + [(self._fact_clause(_pyname(p), tuple(vals)), True) for p, vals in add])
         self._deltas += 1
-        self._delta_facts.append(delta)
+        self._delta_facts.append(_Delta(add, remove))
+        self._lazy.append(frame)
         try:
-            with self._changed(changes):
-                yield self
+            yield self
         finally:
             self._deltas -= 1
             self._delta_facts.pop()
+            self._undo(frame)
 
     @contextmanager
     def _changed(self, changes: list):
@@ -699,10 +713,14 @@ class Engine:
         try:
             yield frame.changes
         finally:
-            self._lazy.pop()
-            self._activate()
-            for clause, present in reversed(frame.changes[:frame.applied]):
-                (pyEngine.retract if present else pyEngine.assert_)(clause)
+            self._undo(frame)
+
+    def _undo(self, frame) -> None:
+        """Close the innermost _changed block: undo the changes it made, newest first."""
+        self._lazy.pop()
+        self._activate()
+        for clause, present in reversed(frame.changes[:frame.applied]):
+            (pyEngine.retract if present else pyEngine.assert_)(clause)
 
     def _sync(self) -> None:
         """Make every pending change of the open blocks (_changed), outermost first."""
