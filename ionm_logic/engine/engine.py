@@ -294,7 +294,7 @@ class Engine:
         self._views = {}  # (pred, constants or line places, facts or answers) -> those matching, or by line
         self._fact_sets = {}  # pred -> the asserted case facts' values
         self._clauses = {}  # (engine predicate, values) -> its fact clause (_fact_clause)
-        self._frozen = []  # the asserted case's frozen answers, as engine clauses
+        self._case_frame = None  # the _Changes of the asserted case: its facts, then its frozen answers
         self._frozen_answers = {}  # (pack, case key) -> pred -> its tuples, as frozen
         self._base_heads = {}  # (pack, case key) -> rule number -> its head tuples, for frozen predicates' rules
         self._case_tables = {}  # (pack, case key) -> the asserted case's tables (case_tables)
@@ -382,7 +382,6 @@ class Engine:
             self._rule_memo.clear()
             self._views.clear()
             self._clauses.clear()
-            self._frozen.clear()
             self._frozen_answers.clear()
             self._base_heads.clear()
             self._case_tables.clear()
@@ -435,6 +434,8 @@ class Engine:
         self._activate()
         if self._deltas:
             raise RuntimeError("case_tables answers for the case's own facts: ask it before a fact_delta")
+        if self._case_frame is None:
+            raise RuntimeError("case_tables answers for an asserted case: ask it inside case_facts")
         tables = self._case_tables.get((pack, case_key))
         if tables is None:
             stages = self._stages[pack]
@@ -447,10 +448,8 @@ class Engine:
                         heads[n] = self.head_tuples(rule, tables[n])
                         found.update(heads[n])
                     answers[pred] = frozenset(found)
-                    for values in answers[pred]:
-                        clause = self._fact_clause(stages.frozen_name(pred), values)
-                        pyEngine.assert_(clause)
-                        self._frozen.append(clause)
+                    self._case_frame.changes.extend((self._fact_clause(stages.frozen_name(pred), values), True)
+                                                    for values in answers[pred])
             self._case_tables[(pack, case_key)] = tables
             self._frozen_answers[(pack, case_key)] = answers
             self._base_heads[(pack, case_key)] = heads
@@ -657,27 +656,25 @@ class Engine:
 
     @contextmanager
     def case_facts(self, facts: list):
-        """Assert (pred, values) case facts for the duration of a block, then retract them."""
+        """Assert (pred, values) case facts for the duration of a block, then retract them.
+
+        Like a fact_delta's, they reach the engine before its first ask in the block, with
+        the frozen answers case_tables adds: a case the rule memo answers whole asserts
+        nothing."""
         self._activate()
         self._case_tables.clear()
         sets = {}
         for pred, values in facts:
             sets.setdefault(pred, set()).add(tuple(values))
         self._fact_sets = {pred: frozenset(found) for pred, found in sets.items()}
-        clauses = [self._fact_clause(_pyname(pred), tuple(values)) for pred, values in facts]
-        asserted = []
+        frame = self._case_frame = _Changes([(self._fact_clause(_pyname(pred), tuple(values)), True)
+                                             for pred, values in facts])
+        self._lazy.append(frame)
         try:
-            for clause in clauses:
-                pyEngine.assert_(clause)
-                asserted.append(clause)
             yield self
         finally:
-            self._activate()
-            for clause in asserted:
-                pyEngine.retract(clause)
-            for clause in self._frozen:
-                pyEngine.retract(clause)
-            self._frozen.clear()
+            self._case_frame = None
+            self._undo(frame)
             self._case_tables.clear()
             self._frozen_answers.clear()
             self._base_heads.clear()
