@@ -594,7 +594,7 @@ class PosedCase:
         self.pointers = pointer_map(self.facts)
         self.lines = [line_id(i) for i in range(len(case.services))]
         self._sections = {}  # section -> its facts
-        self._documented = {}  # (section, its assignments) -> its facts with them documented
+        self._documented = {}  # (section, its assignments) -> (facts added, facts removed) documenting them
 
     def undocumented(self, count_limits=()) -> list:
         return undocumented_fields(self.case, count_limits)
@@ -616,16 +616,16 @@ class PosedCase:
             by_section.setdefault(path[0], []).append((path, value))
         add, remove = set(), set()
         for section, chosen in by_section.items():
-            before = self._sections.get(section)
-            if before is None:
-                before = self._sections[section] = {(f.pred, f.values) for f in section_facts(self.case, self.key, section)}
-            after = self._documented.get((section, tuple(chosen)))
-            if after is None:
-                variant = with_documented(self.case, chosen)
-                after = self._documented[(section, tuple(chosen))] = {
-                    (f.pred, f.values) for f in section_facts(variant, self.key, section)}
-            add |= after - before
-            remove |= before - after
+            change = self._documented.get((section, tuple(chosen)))
+            if change is None:
+                before = self._sections.get(section)
+                if before is None:
+                    before = self._sections[section] = {(f.pred, f.values)
+                                                         for f in section_facts(self.case, self.key, section)}
+                after = {(f.pred, f.values) for f in section_facts(with_documented(self.case, chosen), self.key, section)}
+                change = self._documented[(section, tuple(chosen))] = (after - before, before - after)
+            add |= change[0]
+            remove |= change[1]
         return add, remove
 
 

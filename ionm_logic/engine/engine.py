@@ -9,6 +9,7 @@ pyDatalog's string APIs.
 """
 from __future__ import annotations
 
+import itertools
 import threading
 from contextlib import contextmanager
 from typing import Iterable
@@ -84,11 +85,41 @@ def _engine_fact(pred: str, encoded: list):
     return _engine_clause(_pyname(pred), encoded)
 
 
-# Bounds on what an engine keeps across cases: rule witnesses by their inputs (a few hundred
-# bytes each), and unions of part of a stratum compiled into pyDatalog (they stay compiled).
-RULE_MEMO_ENTRIES = 20_000
+# Bounds on what an engine keeps across cases: rule witnesses by their inputs (whole or line by
+# line; a key's sets are shared with the case's own, so an entry is a few hundred bytes), and
+# unions of part of a stratum compiled into pyDatalog (they stay compiled).
+RULE_MEMO_ENTRIES = 60_000
 SUBSET_UNIONS = 2_000
 _NONE = frozenset()
+
+
+class _Memo:
+    """At most RULE_MEMO_ENTRIES entries in two generations: when the newer one holds half,
+    the older is dropped and the newer takes its place; an entry found in the older moves to
+    the newer. What is used keeps its place; what no recent case used goes, half at a time."""
+
+    def __init__(self):
+        self.half = max(1, RULE_MEMO_ENTRIES // 2)
+        self.new, self.old = {}, {}
+
+    def __len__(self) -> int:
+        return len(self.new) + len(self.old)
+
+    def get(self, key):
+        found = self.new.get(key)
+        if found is None:
+            found = self.old.get(key)
+            if found is not None:
+                self[key] = found
+        return found
+
+    def __setitem__(self, key, value) -> None:
+        if len(self.new) >= self.half:
+            self.old, self.new = self.new, {}
+        self.new[key] = value
+
+    def clear(self) -> None:
+        self.new, self.old = {}, {}
 
 
 class _Delta:
@@ -148,25 +179,39 @@ class _Stages:
         self.live_rules = frozenset(n for n, pred in self.head_of.items() if pred in self.live_preds)
         # What a rule's witnesses depend on, literal by literal: the asserted case facts and
         # lower strata's answers that match the literal's constants, as (answer?, predicate,
-        # constants, decisive). Those are its memo key. A decisive literal is positive and over
-        # what only the case gives (its facts with no rule or rule-file fact adding to them, or
-        # lower answers): when nothing matches it, the rule has no witness.
+        # constants, decisive, line positions). Those are its memo key. A decisive literal is
+        # positive and over what only the case gives (its facts with no rule or rule-file fact
+        # adding to them, or lower answers): when nothing matches it, the rule has no witness.
+        #
+        # A rule whose head's second argument is a variable (a line, mostly) that a decisive
+        # literal binds is also remembered value by value (`line_var`: the variable's place in
+        # a witness): the witnesses with Line = L depend only on the inputs that hold L where
+        # the literal has Line ("line positions"), and on the others whole. A case whose lines
+        # each met the same inputs before is answered without an ask, however the lines combine.
         asserted = {p for p, d in ruleset.decls.items() if d.role == "case"}
         self.only_asserted = asserted - set(ruleset.rules_by_head) - {f.atom.pred for f in ruleset.facts}
-        self.inputs = {}
+        self.inputs, self.line_var = {}, {}
         for rules in self.by_head.values():
             for r in rules:
                 n, own, found = self.index(r), self.component[r.head.pred], {}
+                head = r.head.args
+                line = head[1].name if (len(head) > 1 and isinstance(head[1], Var) and n not in self.live_rules
+                                        and not (isinstance(head[0], Var) and head[0].name == head[1].name)) else None
                 for item in r.body:
                     if not isinstance(item, Literal) or item.atom.pred in own and item.atom.pred in self.live_preds:
                         continue
                     pred = item.atom.pred
                     if pred not in self.by_head and pred not in asserted:
                         continue  # rule-file facts and case-independent predicates: the same for every case
-                    consts = tuple((i, a.value) for i, a in enumerate(item.atom.args) if isinstance(a, Const))
-                    key = (pred in self.by_head, pred, consts)
+                    args = item.atom.args
+                    consts = tuple((i, a.value) for i, a in enumerate(args) if isinstance(a, Const))
+                    places = tuple(i for i, a in enumerate(args) if isinstance(a, Var) and a.name == line)
+                    key = (pred in self.by_head, pred, consts, places)
                     found[key] = found.get(key, False) or (not item.negated and (key[0] or pred in self.only_asserted))
-                self.inputs[n] = tuple((*key, decisive) for key, decisive in sorted(found.items(), key=repr))
+                self.inputs[n] = tuple((answer, pred, consts, decisive, places) for (answer, pred, consts, places), decisive
+                                       in sorted(found.items(), key=repr))
+                if line is not None and any(d and places for _a, _p, _c, d, places in self.inputs[n]):
+                    self.line_var[n] = r.variables().index(line)
         self._plans = {}
 
     def closed(self, numbers) -> tuple:
@@ -235,7 +280,6 @@ class Engine:
         self.pack_rules = ruleset.pack_rules
         self.depends_on = ruleset.depends_on
         self.touched_rules = ruleset.touched_rules
-        self.head_tuples = ruleset.head_tuples
         self.rule_count = ruleset.rule_count
         self.fact_count = ruleset.fact_count
         self._owner = threading.get_ident()
@@ -244,11 +288,13 @@ class Engine:
         self.proof_memo = {}  # proofs of atoms no case fact reaches, shared by all cases
         self._rule_queries = {}
         self._subset_unions = {}  # (pack number, stratum, rule numbers) -> a union of those rules
-        self._rule_memo = {}  # (rule number, the facts and answers its body reads) -> its witnesses
-        self._views = {}  # (pred, constants, facts or answers) -> those matching the constants
+        self._rule_memo = _Memo()  # (rule number, the facts and answers its body reads) -> its witnesses
+        self._heads = {}  # id(witness rows) -> (those rows, their rule, their head tuples)
+        self.line_hits = 0  # rules answered line by line from the memo (_line_keys), for tests
+        self._views = {}  # (pred, constants or line places, facts or answers) -> those matching, or by line
         self._fact_sets = {}  # pred -> the asserted case facts' values
         self._clauses = {}  # (engine predicate, values) -> its fact clause (_fact_clause)
-        self._frozen = []  # the asserted case's frozen answers, as engine clauses
+        self._case_frame = None  # the _Changes of the asserted case: its facts, then its frozen answers
         self._frozen_answers = {}  # (pack, case key) -> pred -> its tuples, as frozen
         self._base_heads = {}  # (pack, case key) -> rule number -> its head tuples, for frozen predicates' rules
         self._case_tables = {}  # (pack, case key) -> the asserted case's tables (case_tables)
@@ -336,7 +382,6 @@ class Engine:
             self._rule_memo.clear()
             self._views.clear()
             self._clauses.clear()
-            self._frozen.clear()
             self._frozen_answers.clear()
             self._base_heads.clear()
             self._case_tables.clear()
@@ -389,6 +434,8 @@ class Engine:
         self._activate()
         if self._deltas:
             raise RuntimeError("case_tables answers for the case's own facts: ask it before a fact_delta")
+        if self._case_frame is None:
+            raise RuntimeError("case_tables answers for an asserted case: ask it inside case_facts")
         tables = self._case_tables.get((pack, case_key))
         if tables is None:
             stages = self._stages[pack]
@@ -401,14 +448,25 @@ class Engine:
                         heads[n] = self.head_tuples(rule, tables[n])
                         found.update(heads[n])
                     answers[pred] = frozenset(found)
-                    for values in answers[pred]:
-                        clause = self._fact_clause(stages.frozen_name(pred), values)
-                        pyEngine.assert_(clause)
-                        self._frozen.append(clause)
+                    self._case_frame.changes.extend((self._fact_clause(stages.frozen_name(pred), values), True)
+                                                    for values in answers[pred])
             self._case_tables[(pack, case_key)] = tables
             self._frozen_answers[(pack, case_key)] = answers
             self._base_heads[(pack, case_key)] = heads
         return tables
+
+    def head_tuples(self, rule, rows: list) -> list:
+        """The head tuple each witness row of `rule` derives (RuleSet.head_tuples), kept for
+        the rows list itself: the memo hands the same list to every case with those inputs.
+        The list returned is shared: callers read it, never change it."""
+        kept = self._heads.get(id(rows))
+        if kept is not None and kept[0] is rows and kept[1] is rule:
+            return kept[2]
+        if len(self._heads) > 50_000:
+            self._heads.clear()
+        heads = self.ruleset.head_tuples(rule, rows)
+        self._heads[id(rows)] = (rows, rule, heads)  # holding rows keeps its id from being reused
+        return heads
 
     def _fact_clause(self, engine_pred: str, values: tuple):
         """The engine clause of a ground fact, built once and kept (bounded): case facts, their
@@ -426,14 +484,15 @@ class Engine:
         """Put in `tables` the witnesses of the stratum's rules `numbers`, for the case facts
         `facts` and lower answers `answers` (pred -> frozenset) asserted now.
 
-        A rule's witnesses depend only on the facts and answers of the predicates its body
-        reads: those already found for the same inputs, in this case or an earlier one, are
-        taken from the memo (exact: the inputs are its key), and only the others are asked, in
-        one union (a rule of a recursive component is always asked, with its component)."""
-        memo, todo, live, views = self._rule_memo, {}, stages.live_rules, self._views
+        A rule's witnesses depend only on the facts and answers its body literals match
+        (_Stages.inputs): those already found for the same inputs, in this case or an earlier
+        one, are taken from the memo (exact: the inputs are its key), whole or line by line
+        (_line_keys), and only the others are asked, in one union (a rule of a recursive
+        component is always asked, with its component)."""
+        memo, todo, by_line, live, views = self._rule_memo, {}, {}, stages.live_rules, self._views
         for n in numbers:
             parts, empty = [n], False
-            for answer, pred, consts, decisive in stages.inputs[n]:
+            for answer, pred, consts, decisive, _places in stages.inputs[n]:
                 found = answers[pred] if answer else facts.get(pred, _NONE)
                 if consts and found:
                     whole, found = found, views.get((pred, consts, found))
@@ -451,10 +510,19 @@ class Engine:
                 continue
             inputs = tuple(parts)
             known = memo.get(inputs)
-            if known is None or n in live:
-                todo[n] = inputs
-            else:
+            if known is not None and n not in live:
                 tables[n] = known
+                continue
+            todo[n] = inputs
+            if n in stages.line_var:
+                keys = self._line_keys(n, stages.inputs[n], parts)
+                rows = [memo.get(key) for key in keys]
+                if None not in rows:
+                    tables[n] = memo[inputs] = sorted(itertools.chain(*rows), key=sort_key)
+                    del todo[n]
+                    self.line_hits += 1
+                else:
+                    by_line[n] = keys
         if not todo:
             return
         group = stages.closed(todo)
@@ -471,10 +539,39 @@ class Engine:
             name, rules = compiled
         found = self._ask_union(name, rules, case_key)
         tables.update(found)
-        if len(memo) + len(todo) > RULE_MEMO_ENTRIES:
-            memo.clear()  # bounded memory; what the memo holds never changes an answer
         for n, inputs in todo.items():
             memo[inputs] = found[n]
+        for n, keys in by_line.items():
+            place, rows = stages.line_var[n], {}
+            for row in found[n]:
+                rows.setdefault(row[place], []).append(row)
+            for key in keys:
+                memo[key] = rows.get(key[1], [])
+
+    def _line_keys(self, n: int, inputs: tuple, parts: list) -> list:
+        """The memo keys of rule `n`'s witnesses value by value of its line variable (_Stages.
+        line_var): (n, value, each input held to the value where the literal has the
+        variable), for each value every decisive literal with the variable holds."""
+        views, split = self._views, []
+        for (_answer, pred, _consts, _decisive, places), found in zip(inputs, parts[1:]):
+            if not places:
+                split.append(None)
+                continue
+            grouped = views.get((pred, places, found))
+            if grouped is None:
+                grouped = {}
+                for v in found:
+                    if all(v[i] == v[places[0]] for i in places):
+                        grouped.setdefault(v[places[0]], set()).add(v)
+                grouped = views[(pred, places, found)] = {k: frozenset(vs) for k, vs in grouped.items()}
+            split.append(grouped)
+        values = None
+        for (_answer, _pred, _consts, decisive, places), grouped in zip(inputs, split):
+            if decisive and places:
+                values = set(grouped) if values is None else values & set(grouped)
+        return [(n, value, *[found if grouped is None else grouped.get(value, _NONE)
+                             for found, grouped in zip(parts[1:], split)])
+                for value in sorted(values, key=lambda v: sort_key((v,)))]
 
     def _add_union(self, name: str, rules: list, names_for) -> None:
         """name(RuleIndex, Case, Witness..., padding) for each rule: asked with Case bound, the
@@ -559,27 +656,25 @@ class Engine:
 
     @contextmanager
     def case_facts(self, facts: list):
-        """Assert (pred, values) case facts for the duration of a block, then retract them."""
+        """Assert (pred, values) case facts for the duration of a block, then retract them.
+
+        Like a fact_delta's, they reach the engine before its first ask in the block, with
+        the frozen answers case_tables adds: a case the rule memo answers whole asserts
+        nothing."""
         self._activate()
         self._case_tables.clear()
         sets = {}
         for pred, values in facts:
             sets.setdefault(pred, set()).add(tuple(values))
         self._fact_sets = {pred: frozenset(found) for pred, found in sets.items()}
-        clauses = [self._fact_clause(_pyname(pred), tuple(values)) for pred, values in facts]
-        asserted = []
+        frame = self._case_frame = _Changes([(self._fact_clause(_pyname(pred), tuple(values)), True)
+                                             for pred, values in facts])
+        self._lazy.append(frame)
         try:
-            for clause in clauses:
-                pyEngine.assert_(clause)
-                asserted.append(clause)
             yield self
         finally:
-            self._activate()
-            for clause in asserted:
-                pyEngine.retract(clause)
-            for clause in self._frozen:
-                pyEngine.retract(clause)
-            self._frozen.clear()
+            self._case_frame = None
+            self._undo(frame)
             self._case_tables.clear()
             self._frozen_answers.clear()
             self._base_heads.clear()
@@ -589,20 +684,21 @@ class Engine:
     def fact_delta(self, add, remove):
         """Within an asserted case: retract `remove` and assert `add` for a block, then undo.
 
-        The engine sees the change from the first ask inside the block: most variants are
-        answered from the rule memo without one, and then nothing is asserted or retracted."""
+        The engine sees the change from the first ask inside the block (_changed): most
+        variants are answered from the rule memo without one, and then nothing is asserted or
+        retracted."""
         self._activate()
-        delta = _Delta(add, remove)
-        changes = ([(self._fact_clause(_pyname(p), tuple(vals)), False) for p, vals in remove]
-                   + [(self._fact_clause(_pyname(p), tuple(vals)), True) for p, vals in add])
+        frame = _Changes([(self._fact_clause(_pyname(p), tuple(vals)), False) for p, vals in remove]
+                         + [(self._fact_clause(_pyname(p), tuple(vals)), True) for p, vals in add])
         self._deltas += 1
-        self._delta_facts.append(delta)
+        self._delta_facts.append(_Delta(add, remove))
+        self._lazy.append(frame)
         try:
-            with self._changed(changes):
-                yield self
+            yield self
         finally:
             self._deltas -= 1
             self._delta_facts.pop()
+            self._undo(frame)
 
     @contextmanager
     def _changed(self, changes: list):
@@ -614,10 +710,14 @@ class Engine:
         try:
             yield frame.changes
         finally:
-            self._lazy.pop()
-            self._activate()
-            for clause, present in reversed(frame.changes[:frame.applied]):
-                (pyEngine.retract if present else pyEngine.assert_)(clause)
+            self._undo(frame)
+
+    def _undo(self, frame) -> None:
+        """Close the innermost _changed block: undo the changes it made, newest first."""
+        self._lazy.pop()
+        self._activate()
+        for clause, present in reversed(frame.changes[:frame.applied]):
+            (pyEngine.retract if present else pyEngine.assert_)(clause)
 
     def _sync(self) -> None:
         """Make every pending change of the open blocks (_changed), outermost first."""

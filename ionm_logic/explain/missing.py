@@ -40,6 +40,7 @@ class Variants:
         for items in self.base_items.values():
             for line, item in items:
                 self.base_lines[line].add(item)
+        self.base_headlines = {line: rank_min((det for _r, det in found), ranks) for line, found in self.base_lines.items()}
         self.base_tables = prover.case_tables()  # the case's own tables, which variants keep for untouched rules
 
     def affected(self, assignments) -> tuple:
@@ -66,18 +67,27 @@ class Variants:
 
     def headlines(self, rule_heads: dict) -> dict:
         """line -> headline when the rules in `rule_heads` answer so and the others as in the base."""
-        key = self.posed.key
-        per_line = {line: set(found) for line, found in self.base_lines.items()}
+        key, base, per_line = self.posed.key, self.base_lines, {}  # per_line: only the lines the rules reach
+
+        def reached(line) -> set:
+            found = per_line.get(line)
+            if found is None:
+                found = per_line[line] = set(base[line])
+            return found
+
         for number, heads in rule_heads.items():
             rule_id = self.rule_ids.get(number)
             if rule_id is None:
                 continue
             for line, item in self.base_items[number]:
-                per_line[line].discard(item)
+                reached(line).discard(item)
             for values in heads:
-                if values[0] == key and values[1] in per_line:
-                    per_line[values[1]].add((rule_id, values[2]))
-        return {line: rank_min((det for _r, det in found), self.ranks) for line, found in per_line.items()}
+                if values[0] == key and values[1] in base:
+                    reached(values[1]).add((rule_id, values[2]))
+        out = dict(self.base_headlines)
+        for line, found in per_line.items():
+            out[line] = rank_min((det for _r, det in found), self.ranks)
+        return out
 
 
 def _singles(variants: Variants, fields) -> tuple:
@@ -104,7 +114,8 @@ def _pairs(variants: Variants, fields, heads: dict, changed_by: dict) -> dict:
             first, second = changed_by[(p1, v1)], changed_by[(p2, v2)]
             if not first or not second:
                 continue
-            both = [rule for rule in variants.finding_rules if variants.kb.index(rule) in first & second]
+            common = first & second
+            both = [rule for rule in variants.finding_rules if variants.kb.index(rule) in common] if common else []
             rule_heads = {**heads[(p1, v1)], **heads[(p2, v2)]}
             if both:
                 add, remove, touched = variants.affected([(p1, v1), (p2, v2)])
