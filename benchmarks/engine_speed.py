@@ -2,6 +2,7 @@
 other trees given (e.g. a worktree of an older commit), side by side in one run.
 
 Usage: python benchmarks/engine_speed.py [--cases 400] [--warm 100] [--baseline DIR ...] [--rss-cases N]
+                                        [--instructions N]
 
 Each tree decides in its own interpreter: `--warm` cases first (the engine keeps what it learns
 across cases, as a batch worker does), then three passes over fresh generated cases — full
@@ -9,6 +10,12 @@ proofs and missing documentation; proofs without the missing-documentation searc
 determinations alone — and the CPU milliseconds per case of each pass. With --rss-cases N, this
 tree's engine also decides N generated cases and its RSS is printed at each tenth (what the
 engine keeps across cases is bounded: engine.RULE_MEMO_ENTRIES, engine.SUBSET_UNIONS).
+
+With --instructions N (needs valgrind), each tree also counts the machine instructions of one
+decision as a batch worker makes it (batch.decide_record: parse, pose, decide with full proofs
+and missing documentation, render a JSON line), under callgrind: a run deciding the warm cases,
+and one deciding N more; their difference over N. Instruction counts do not move with the
+machine's load or clock, so they compare trees when CPU seconds are too noisy to.
 """
 import argparse
 import json
@@ -65,6 +72,33 @@ for i, line in enumerate(lines, 1):
 """
 
 
+COUNT_CHILD = r"""
+import sys
+from ionm_logic import batch
+from ionm_logic.batch import Options, open_source
+options = Options()
+batch.use_options(options)
+batch._init_worker(options)
+records = list(open_source(sys.argv[1]).records())
+warm, count = int(sys.argv[2]), int(sys.argv[3])
+for record in records[:warm + count]:
+    batch.decide_record(record)
+"""
+
+
+def instructions(tree: Path, cases_file: Path, warm: int, count: int) -> float:
+    """Instructions per decision of `tree`'s batch worker code (callgrind), after `warm` cases."""
+    totals = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (0, count):
+            done = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out",
+                                   sys.executable, "-c", COUNT_CHILD, str(cases_file), str(warm), str(n)],
+                                  env=dict(os.environ, PYTHONPATH=str(tree)), cwd=str(tree), check=True,
+                                  capture_output=True, text=True)
+            totals.append(int(done.stderr.split("Collected :")[1].split()[0]))
+    return (totals[1] - totals[0]) / count
+
+
 def measure(tree: Path, cases_file: Path, warm: int, count: int) -> list:
     env = dict(os.environ, PYTHONPATH=str(tree))
     done = subprocess.run([sys.executable, "-c", CHILD, str(cases_file), str(warm), str(count), json.dumps(PASSES)],
@@ -78,6 +112,8 @@ def main() -> None:
     ap.add_argument("--warm", type=int, default=100)
     ap.add_argument("--baseline", action="append", default=[], help="another source tree to measure beside this one")
     ap.add_argument("--rss-cases", type=int, default=0, help="also print this tree's RSS over this many cases")
+    ap.add_argument("--instructions", type=int, default=0, metavar="N",
+                    help="also count instructions per case over N cases under valgrind (minutes per tree)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cases_file = Path(tmp) / "cases.jsonl"
@@ -85,9 +121,14 @@ def main() -> None:
                         str(args.warm + 3 * args.cases), str(cases_file)], check=True)
         trees = [ROOT] + [Path(b).resolve() for b in args.baseline]
         figures = {tree: measure(tree, cases_file, args.warm, args.cases) for tree in trees}
+        counts = {tree: instructions(tree, cases_file, args.warm, args.instructions) for tree in trees} \
+            if args.instructions else {}
     headers = ["CPU ms per case"] + [str(tree) for tree in trees]
     rows = [[label] + [f"{figures[tree][i]:.2f}" for tree in trees] for i, (label, _o) in enumerate(PASSES)]
     rows.append(["cases per CPU-second, full"] + [f"{1000 / figures[tree][0]:.0f}" for tree in trees])
+    if counts:
+        rows.append([f"million instructions per case, batch worker ({args.instructions} cases)"]
+                    + [f"{counts[tree] / 1e6:.1f}" for tree in trees])
     print(tabulate(rows, headers=headers))
     if args.rss_cases:
         with tempfile.TemporaryDirectory() as tmp:

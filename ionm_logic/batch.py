@@ -772,6 +772,7 @@ _CASE_ID = re.compile(rb'"case_id"\s*:\s*("(?:[^"\\]++|\\.)*+")')
 # A decision memo entry holds a decision key (over 700 bytes measured) and a rendered record
 # besides: never under 1 KB. A routing table entry costs the parent about 124 bytes.
 _MEMO_ENTRY_FLOOR = 1024
+_PAYERS = 4096  # payers the router remembers a worker for
 
 
 def _route_key(record: Record) -> Optional[int]:
@@ -788,6 +789,15 @@ def _route_key(record: Record) -> Optional[int]:
     return hash((raw[:found.start(1)], raw[found.end(1):]))
 
 
+_PAYER = re.compile(rb'"payer"\s*:\s*("(?:[^"\\]++|\\.)*+")')
+
+
+def _payer_of(record: Record) -> Optional[bytes]:
+    """The payer a record names, as written, found without parsing (a hint: None if none)."""
+    found = _PAYER.search(record.raw) if record.problem is None else None
+    return found.group(1) if found else None
+
+
 def _router_for(options: Options, jobs: int) -> "_Router":
     # Routing pays only where workers remember decisions and there is more than one to choose.
     # The table is bounded by how many entries all workers' memos can hold at the least an entry
@@ -801,41 +811,56 @@ class _Router:
     """Which worker (by slot) decides each record read ahead of the writer. A repeat of a case
     given to a worker before goes to that worker, whose memo then answers it: the worker decides
     its records in order, so its twin is decided first. Any other record is bound to no worker
-    until one is free for it, as chunks were before routing: the first free worker, which has
-    the least work queued, takes it (with the repeats of it read meanwhile), so batches of
-    distinct cases spread over the workers as they did. Each worker takes the records open to
-    it in input order, which keeps the writer, who writes in input order, moving."""
+    until one is free for it: it waits in the pool of the worker its payer was first given to
+    (each new payer to the worker given the fewest records so far), and a free worker takes its
+    own pool's records, or else the oldest of another pool's, so batches of distinct cases
+    spread over the workers as they did, and each worker's engine sees mostly its payers' cases,
+    whose rule inputs recur (the engine's rule memo learns from the cases its worker decides).
+    A worker takes the records open to it in input order, which keeps the writer, who writes in
+    input order, moving."""
 
     def __init__(self, slots: int, routes: int):
         self.routes = OrderedDict()  # routing key -> slot, least recently seen first; at most `bound`
         self.bound = routes
         self.queues = [deque() for _ in range(slots)]  # repeats routed to each slot, in input order
-        self.free = deque()  # (record, routing key) bound to no worker yet, in input order
-        self.twins = {}      # routing key of a record in `free` -> its repeats read since, in order
+        self.pools = [deque() for _ in range(slots)]   # (record, routing key) bound to no worker, by payer
+        self.twins = {}      # routing key of a record in a pool -> its repeats read since, in order
+        self.payers = {}     # payer -> the slot whose pool takes its records (at most _PAYERS)
+        self.given = [0] * slots  # records put in each slot's pool so far
 
     def add(self, record: Record) -> None:
         key = _route_key(record) if self.bound else None
-        if key is None:
-            self.free.append((record, None))
-            return
-        slot = self.routes.get(key)
-        if slot is not None:
-            self.routes.move_to_end(key)
-            self.queues[slot].append(record)
-        elif key in self.twins:
-            self.twins[key].append(record)
-        else:
+        if key is not None:
+            slot = self.routes.get(key)
+            if slot is not None:
+                self.routes.move_to_end(key)
+                self.queues[slot].append(record)
+                return
+            if key in self.twins:
+                self.twins[key].append(record)
+                return
             self.twins[key] = []
-            self.free.append((record, key))
+        payer = _payer_of(record)
+        slot = self.payers.get(payer)
+        if slot is None:
+            if len(self.payers) >= _PAYERS:
+                self.payers.clear()  # a hint only: a batch of that many payers balances as it comes
+            slot = self.payers[payer] = self.given.index(min(self.given))
+        self.given[slot] += 1
+        self.pools[slot].append((record, key))
 
     def take(self, slot: int, size: int) -> list:
-        """Up to `size` records for the worker in `slot`, lowest numbers first."""
-        out, queue, free = [], self.queues[slot], self.free
-        while len(out) < size and (queue or free):
-            if queue and (not free or queue[0].number < free[0][0].number):
+        """Up to `size` records for the worker in `slot`, lowest numbers first: its routed
+        repeats and its own pool's, and when both are empty the oldest of any other pool."""
+        out, queue, own = [], self.queues[slot], self.pools[slot]
+        while len(out) < size:
+            if queue and (not own or queue[0].number < own[0][0].number):
                 out.append(queue.popleft())
                 continue
-            record, key = free.popleft()
+            pool = own if own else min((p for p in self.pools if p), key=lambda p: p[0][0].number, default=None)
+            if pool is None:
+                break
+            record, key = pool.popleft()
             out.append(record)
             if key is not None:
                 queue.extend(self.twins.pop(key))

@@ -1,6 +1,7 @@
 """Batch routes records to workers: a repeat of a case goes to the worker given its twin, whose
-decision memo answers it, and any other record to the first worker free for it, so distinct
-cases still spread over the workers. Routing changes no output byte.
+decision memo answers it, and any other record waits for the worker given its payer, or the
+first worker free once that one's own records are taken, so distinct cases still spread over
+the workers. Routing changes no output byte.
 
 Each run is batch.run in this process with worker processes (the time limit on: even one job
 decides in a worker, as the command's default). Worker processes are forked: a test that wraps
@@ -145,3 +146,21 @@ def test_the_routing_table_forgets_the_least_recently_seen_case_past_its_bound()
 def test_a_dead_workers_records_are_named_as_runs_of_numbers():
     assert batch._spans([3, 5, 6, 7, 12]) == "3, 5-7, 12"
     assert batch._spans([1, 2, 3]) == "1-3"
+
+
+def test_distinct_cases_wait_for_the_worker_given_their_payer_and_a_free_worker_takes_the_oldest_of_another():
+    # Two payers' distinct cases, interleaved: the first payer seen goes to worker 0's pool,
+    # the second to worker 1's (the worker given fewer records so far). Each worker takes its
+    # own pool's records first, so its engine sees one payer's cases; a worker whose pool is
+    # empty takes the oldest record of another's, so neither waits while work is open.
+    router = batch._Router(2, 64)
+    payers = {n: ("cms-lcd-l34623" if n % 2 else "anthem-cg-surg-104") for n in range(1, 9)}
+    for n, payer in payers.items():
+        levels = [["L4"], ["L5"], ["T10"], ["C5"], ["L3"], ["L2"], ["T11"], ["C6"]][n - 1]  # no two alike
+        doc = case_with(**{"procedure.levels": levels, "case_id": str(n)})
+        router.add(batch.Record(n, n, "x", json.dumps(dict(doc, payer=payer)).encode()))
+    assert [r.number for r in router.take(0, 2)] == [1, 3]  # cms, the first payer seen
+    assert [r.number for r in router.take(1, 2)] == [2, 4]  # anthem
+    assert [r.number for r in router.take(1, 2)] == [6, 8]
+    assert [r.number for r in router.take(1, 2)] == [5, 7]  # its own pool empty: worker 0's oldest
+    assert router.take(0, 2) == []
