@@ -765,9 +765,14 @@ class _Limit:
         return fresh, outcome
 
 
-# What a record's case id looks like in its raw bytes: the "case_id" member's string value.
-# Possessive: a string that never closes is given up in one pass, not backtracked through.
-_CASE_ID = re.compile(rb'"case_id"\s*:\s*("(?:[^"\\]++|\\.)*+")')
+def _string_member(name: bytes):
+    """What a JSON member `name` with a string value looks like in a record's raw bytes (group 1:
+    the value, quoted). Possessive: a string that never closes is given up in one pass, not
+    backtracked through."""
+    return re.compile(rb'"' + re.escape(name) + rb'"\s*:\s*("(?:[^"\\]++|\\.)*+")')
+
+
+_CASE_ID = _string_member(b"case_id")
 
 # A decision memo entry holds a decision key (over 700 bytes measured) and a rendered record
 # besides: never under 1 KB. A routing table entry costs the parent about 124 bytes.
@@ -789,7 +794,7 @@ def _route_key(record: Record) -> Optional[int]:
     return hash((raw[:found.start(1)], raw[found.end(1):]))
 
 
-_PAYER = re.compile(rb'"payer"\s*:\s*("(?:[^"\\]++|\\.)*+")')
+_PAYER = _string_member(b"payer")
 
 
 def _payer_of(record: Record) -> Optional[bytes]:
