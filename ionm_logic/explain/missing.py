@@ -24,8 +24,9 @@ def count_limits(kb) -> list:
 class Variants:
     """The case's finding rules re-asked under documented values, against its base answers."""
 
-    def __init__(self, kb, posed, ev, rules: list, lines, ranks: dict, prover):
-        self.kb, self.posed, self.ranks, self.lines = kb, posed, ranks, list(lines)
+    def __init__(self, kb, posed, ev, rules: list, heads: dict, ranks: dict, prover):
+        self.kb, self.posed, self.ranks, self.lines = kb, posed, ranks, list(heads)
+        self.base_headlines = dict(heads)  # line -> its headline in the case itself
         self.finding_rules = [r for r in rules if kb.decls[r.head.pred].role == "finding"]
         self.rule_ids = {kb.index(rule): rule.id for rule in self.finding_rules}
         self.base_heads = {number: [] for number in self.rule_ids}
@@ -40,7 +41,6 @@ class Variants:
         for items in self.base_items.values():
             for line, item in items:
                 self.base_lines[line].add(item)
-        self.base_headlines = {line: rank_min((det for _r, det in found), ranks) for line, found in self.base_lines.items()}
         self.base_tables = prover.case_tables()  # the case's own tables, which variants keep for untouched rules
 
     def affected(self, assignments) -> tuple:
