@@ -174,8 +174,6 @@ class _Stages:
                                                    and item.atom.pred in self.by_head}))
                       for rules in self.by_head.values() for r in rules}
         self.numbers = {pred: tuple(self.index(r) for r in rules) for pred, rules in self.by_head.items()}
-        self.frozen_reads = {n: tuple(p for p in preds if p not in self.component[self.head_of[n]])
-                             for n, preds in self.reads.items()}
         self.live_rules = frozenset(n for n, pred in self.head_of.items() if pred in self.live_preds)
         # What a rule's witnesses depend on, literal by literal: the asserted case facts and
         # lower strata's answers that match the literal's constants, as (answer?, predicate,
@@ -189,7 +187,7 @@ class _Stages:
         # the literal has Line ("line positions"), and on the others whole. A case whose lines
         # each met the same inputs before is answered without an ask, however the lines combine.
         asserted = {p for p, d in ruleset.decls.items() if d.role == "case"}
-        self.only_asserted = asserted - set(ruleset.rules_by_head) - {f.atom.pred for f in ruleset.facts}
+        only_asserted = asserted - set(ruleset.rules_by_head) - {f.atom.pred for f in ruleset.facts}
         self.inputs, self.line_var = {}, {}
         for rules in self.by_head.values():
             for r in rules:
@@ -207,7 +205,7 @@ class _Stages:
                     consts = tuple((i, a.value) for i, a in enumerate(args) if isinstance(a, Const))
                     places = tuple(i for i, a in enumerate(args) if isinstance(a, Var) and a.name == line)
                     key = (pred in self.by_head, pred, consts, places)
-                    found[key] = found.get(key, False) or (not item.negated and (key[0] or pred in self.only_asserted))
+                    found[key] = found.get(key, False) or (not item.negated and (key[0] or pred in only_asserted))
                 self.inputs[n] = tuple((answer, pred, consts, decisive, places) for (answer, pred, consts, places), decisive
                                        in sorted(found.items(), key=repr))
                 if line is not None and any(d and places for _a, _p, _c, d, places in self.inputs[n]):
