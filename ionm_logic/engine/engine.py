@@ -243,8 +243,9 @@ class _Stages:
         return name
 
     def plan(self, asked: tuple, touched: frozenset) -> tuple:
-        """(stratum, rule indexes) in stratum order: the touched rules that the rules numbered
-        `asked` are or depend on, a recursive component's rules all together."""
+        """(stratum, rule indexes, the rule indexes of this stratum and the later ones) in
+        stratum order: the touched rules that the rules numbered `asked` are or depend on, a
+        recursive component's rules all together."""
         key = (asked, touched)
         found = self._plans.get(key)
         if found is None:
@@ -255,7 +256,11 @@ class _Stages:
             strata = {}
             for n in wanted:
                 strata.setdefault(self.level_of[self.head_of[n]], []).append(n)
-            found = tuple((level, tuple(sorted(strata[level]))) for level in sorted(strata))
+            found, later = [], frozenset()
+            for level in sorted(strata, reverse=True):
+                later = later.union(strata[level])
+                found.append((level, tuple(sorted(strata[level])), later))
+            found = tuple(reversed(found))
             if len(self._plans) > 4096:  # keys repeat across cases; bound it all the same
                 self._plans.clear()
             self._plans[key] = found
@@ -625,17 +630,26 @@ class Engine:
         asked = tuple([number[r.id] for r in rules])
         tables, now_answers, changed = {}, dict(answers), set()
         with self._changed([]) as swapped:
-            for level, candidates in stages.plan(asked, touched):
+            for level, candidates, later in stages.plan(asked, touched):
                 # A candidate is asked again only if it reads a changed fact or a predicate
-                # whose answers this variant changed; the others keep their base tables.
-                todo = [n for n in candidates if n in reading or not changed.isdisjoint(stages.reads[n])]
+                # whose answers this variant changed; the others keep their base tables. With
+                # no answer changed and no later candidate reading a changed fact, none is.
+                if changed:
+                    todo = [n for n in candidates if n in reading or not changed.isdisjoint(stages.reads[n])]
+                elif reading.isdisjoint(later):
+                    break
+                else:
+                    todo = [n for n in candidates if n in reading]
                 if not todo:
                     continue
                 asked_here = stages.closed(todo)
                 self._stratum(stages, level, asked_here, facts, now_answers, case_key, tables)
                 for pred in sorted({stages.head_of[n] for n in asked_here} & stages.frozen_preds):
+                    numbers = stages.numbers[pred]
+                    if all(n not in tables or tables[n] == base[n] for n in numbers):
+                        continue  # the case's own witnesses, so its own answers
                     now = set()
-                    for rule, n in zip(stages.by_head[pred], stages.numbers[pred]):
+                    for rule, n in zip(stages.by_head[pred], numbers):
                         now.update(self.head_tuples(rule, tables[n]) if n in tables else base_heads[n])
                     if now == answers[pred]:
                         continue
