@@ -570,6 +570,34 @@ def _replace(model, path, value):
     return model.model_copy(update={path[0]: _replace(getattr(model, path[0]), path[1:], value)})
 
 
+class _Documented:
+    """A case (or part of one) read as with_documented would give it, attribute by attribute,
+    without copying its models: what section_facts reads of a variant, made per variant."""
+    __slots__ = ("_model", "_values")
+
+    def __init__(self, model, values: dict):
+        self._model, self._values = model, values  # values: attribute -> its value, or a _Documented part
+
+    def __getattr__(self, name):
+        values = self._values
+        return values[name] if name in values else getattr(self._model, name)
+
+    @classmethod
+    def of(cls, case: Case, assignments: list) -> "_Documented":
+        tree = {}
+        for path, value in assignments:
+            node = tree
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = value
+        return cls._part(case, tree)
+
+    @classmethod
+    def _part(cls, model, tree: dict) -> "_Documented":
+        return cls(model, {name: cls._part(getattr(model, name), sub) if isinstance(sub, dict) else sub
+                           for name, sub in tree.items()})
+
+
 def pointer_map(facts: list) -> dict:
     """(pred, values) -> the JSON pointer of the first field that gave the fact."""
     pointers = {}
@@ -622,7 +650,7 @@ class PosedCase:
                 if before is None:
                     before = self._sections[section] = {(f.pred, f.values)
                                                          for f in section_facts(self.case, self.key, section)}
-                after = {(f.pred, f.values) for f in section_facts(with_documented(self.case, chosen), self.key, section)}
+                after = {(f.pred, f.values) for f in section_facts(_Documented.of(self.case, chosen), self.key, section)}
                 change = self._documented[(section, tuple(chosen))] = (after - before, before - after)
             add |= change[0]
             remove |= change[1]
