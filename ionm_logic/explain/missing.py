@@ -28,6 +28,7 @@ class Variants:
         self.kb, self.posed, self.ranks, self.lines = kb, posed, ranks, list(heads)
         self.base_headlines = dict(heads)  # line -> its headline in the case itself
         self.finding_rules = [r for r in rules if kb.decls[r.head.pred].role == "finding"]
+        self.numbers = [kb.index(rule) for rule in self.finding_rules]
         self.rule_ids = {kb.index(rule): rule.id for rule in self.finding_rules}
         self.base_heads = {number: [] for number in self.rule_ids}
         for d in itertools.chain(*ev.findings.values()):
@@ -48,8 +49,13 @@ class Variants:
         add, remove = self.posed.delta(assignments)
         return add, remove, self.kb.touched_rules(add | remove)
 
+    def finding(self, numbers) -> list:
+        """The finding rules numbered in `numbers`, in rule order."""
+        return [rule for rule, number in zip(self.finding_rules, self.numbers) if number in numbers]
+
     def ask(self, rules: list, add, remove, touched) -> dict:
-        """rule number -> head tuples of `rules` with the delta applied."""
+        """rule number -> head tuples of `rules` with the delta applied; a rule that kept its
+        base witnesses answers with its base heads list itself (headlines skips it)."""
         if not rules:
             return {}
         kb = self.kb
@@ -58,8 +64,8 @@ class Variants:
         out = {}
         for rule in rules:
             number = kb.index(rule)
-            table = tables[number]
-            if table is self.base_tables.get(number):  # the rule kept its base witnesses
+            table, base = tables[number], self.base_tables.get(number)
+            if table is base or table == base:
                 out[number] = self.base_heads[number]
             else:
                 out[number] = kb.head_tuples(rule, table)
@@ -77,13 +83,15 @@ class Variants:
 
         for number, heads in rule_heads.items():
             rule_id = self.rule_ids.get(number)
-            if rule_id is None:
+            if rule_id is None or heads is self.base_heads[number]:
                 continue
             for line, item in self.base_items[number]:
                 reached(line).discard(item)
             for values in heads:
                 if values[0] == key and values[1] in base:
                     reached(values[1]).add((rule_id, values[2]))
+        if not per_line:
+            return self.base_headlines  # shared: callers read headlines, never change them
         out = dict(self.base_headlines)
         for line, found in per_line.items():
             out[line] = rank_min((det for _r, det in found), self.ranks)
@@ -97,11 +105,11 @@ def _singles(variants: Variants, fields) -> tuple:
     for path, candidates in fields:
         for value in candidates:
             add, remove, touched = variants.affected([(path, value)])
-            affected = [rule for rule in variants.finding_rules if variants.kb.index(rule) in touched]
+            affected = variants.finding(touched)
             rule_heads = variants.ask(affected, add, remove, touched)
             headlines[(path, value)] = variants.headlines(rule_heads)
             heads[(path, value)] = rule_heads
-            changed_by[(path, value)] = {variants.kb.index(rule) for rule in affected}
+            changed_by[(path, value)] = set(rule_heads)
     return headlines, heads, changed_by
 
 
@@ -115,7 +123,7 @@ def _pairs(variants: Variants, fields, heads: dict, changed_by: dict) -> dict:
             if not first or not second:
                 continue
             common = first & second
-            both = [rule for rule in variants.finding_rules if variants.kb.index(rule) in common] if common else []
+            both = variants.finding(common) if common else []
             rule_heads = {**heads[(p1, v1)], **heads[(p2, v2)]}
             if both:
                 add, remove, touched = variants.affected([(p1, v1), (p2, v2)])
