@@ -11,6 +11,7 @@ import datetime
 import json
 import re
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Annotated, List, Literal, Optional, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
@@ -570,32 +571,19 @@ def _replace(model, path, value):
     return model.model_copy(update={path[0]: _replace(getattr(model, path[0]), path[1:], value)})
 
 
-class _Documented:
-    """A case (or part of one) read as with_documented would give it, attribute by attribute,
-    without copying its models: what section_facts reads of a variant, made per variant."""
-    __slots__ = ("_model", "_values")
+def documented_view(case: Case, assignments: list):
+    """What with_documented(case, assignments) gives, as plain attributes (SimpleNamespace)
+    where the assignments reach and the case's own parts elsewhere: what section_facts reads
+    of a variant, without copying a model."""
+    for path, value in assignments:
+        case = _view(case, path, value)
+    return case
 
-    def __init__(self, model, values: dict):
-        self._model, self._values = model, values  # values: attribute -> its value, or a _Documented part
 
-    def __getattr__(self, name):
-        values = self._values
-        return values[name] if name in values else getattr(self._model, name)
-
-    @classmethod
-    def of(cls, case: Case, assignments: list) -> "_Documented":
-        tree = {}
-        for path, value in assignments:
-            node = tree
-            for part in path[:-1]:
-                node = node.setdefault(part, {})
-            node[path[-1]] = value
-        return cls._part(case, tree)
-
-    @classmethod
-    def _part(cls, model, tree: dict) -> "_Documented":
-        return cls(model, {name: cls._part(getattr(model, name), sub) if isinstance(sub, dict) else sub
-                           for name, sub in tree.items()})
+def _view(part, path, value):
+    out = SimpleNamespace(**vars(part))
+    setattr(out, path[0], value if len(path) == 1 else _view(getattr(part, path[0]), path[1:], value))
+    return out
 
 
 def pointer_map(facts: list) -> dict:
@@ -650,7 +638,7 @@ class PosedCase:
                 if before is None:
                     before = self._sections[section] = {(f.pred, f.values)
                                                          for f in section_facts(self.case, self.key, section)}
-                after = {(f.pred, f.values) for f in section_facts(_Documented.of(self.case, chosen), self.key, section)}
+                after = {(f.pred, f.values) for f in section_facts(documented_view(self.case, chosen), self.key, section)}
                 change = self._documented[(section, tuple(chosen))] = (after - before, before - after)
             add |= change[0]
             remove |= change[1]

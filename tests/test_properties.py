@@ -213,12 +213,13 @@ def test_missing_documentation_is_what_re_deciding_the_whole_case_finds(kb, doc,
 @FAST
 @given(doc=cases())
 def test_a_section_documented_through_the_delta_view_gives_the_facts_of_the_documented_copy(kb, doc):
-    # PosedCase.delta reads a variant through _Documented rather than with_documented's
+    # PosedCase.delta reads a variant through documented_view rather than with_documented's
     # pydantic copy: every section must give the same facts, pointers included, either way,
     # for each single undocumented value and each pair.
     import itertools
 
-    from ionm_logic.case import SECTIONS, _Documented, parse_case, section_facts, undocumented_fields, with_documented
+    from ionm_logic.case import (SECTIONS, documented_view, parse_case, section_facts, undocumented_fields,
+                                 with_documented)
     from ionm_logic.explain import count_limits
 
     case = parse_case(json.dumps(doc))
@@ -227,5 +228,5 @@ def test_a_section_documented_through_the_delta_view_gives_the_facts_of_the_docu
     variants += [[(p1, v1[0]), (p2, v2[-1])] for (p1, v1), (p2, v2) in itertools.combinations(fields, 2)]
     for assignments in variants:
         for section in SECTIONS:
-            assert (section_facts(_Documented.of(case, assignments), "case", section)
+            assert (section_facts(documented_view(case, assignments), "case", section)
                     == section_facts(with_documented(case, assignments), "case", section)), (assignments, section)
