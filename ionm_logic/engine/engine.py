@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Iterable
 
 from pyDatalog import pyEngine
@@ -621,15 +621,12 @@ class Engine:
         answers = self._frozen_answers[(pack, case_key)]
         delta = self._delta_facts[-1]
         reading = self.ruleset.rules_reading(delta.facts)
-        facts = dict(self._fact_sets)
-        for pred, changes in delta.by_pred.items():
-            facts[pred] = (facts.get(pred, _NONE) - {v for present, v in changes if not present}
-                           | {v for present, v in changes if present})
         base_heads = self._base_heads[(pack, case_key)]
         number = self.ruleset.number
         asked = tuple([number[r.id] for r in rules])
-        tables, now_answers, changed = {}, dict(answers), set()
-        with self._changed([]) as swapped:
+        tables, now_answers, changed, facts = {}, dict(answers), set(), None
+        with ExitStack() as stack:
+            swapped = None  # the frozen facts swapped, in a _changed block opened at the first
             for level, candidates, later in stages.plan(asked, touched):
                 # A candidate is asked again only if it reads a changed fact or a predicate
                 # whose answers this variant changed; the others keep their base tables. With
@@ -639,9 +636,14 @@ class Engine:
                 elif reading.isdisjoint(later):
                     break
                 else:
-                    todo = [n for n in candidates if n in reading]
+                    todo = reading.intersection(candidates)
                 if not todo:
                     continue
+                if facts is None:
+                    facts = dict(self._fact_sets)
+                    for pred, changes in delta.by_pred.items():
+                        facts[pred] = (facts.get(pred, _NONE) - {v for present, v in changes if not present}
+                                       | {v for present, v in changes if present})
                 asked_here = stages.closed(todo)
                 self._stratum(stages, level, asked_here, facts, now_answers, case_key, tables)
                 for pred in sorted({stages.head_of[n] for n in asked_here} & stages.frozen_preds):
@@ -655,6 +657,8 @@ class Engine:
                         continue
                     now_answers[pred] = frozenset(now)
                     changed.add(pred)
+                    if swapped is None:
+                        swapped = stack.enter_context(self._changed([]))
                     for values, present in [(v, False) for v in answers[pred] - now] + [(v, True) for v in now - answers[pred]]:
                         swapped.append((self._fact_clause(stages.frozen_name(pred), values), present))
         return {n: tables[n] if n in tables else base[n] for n in asked}
