@@ -28,7 +28,8 @@ class Variants:
         self.kb, self.posed, self.ranks, self.lines = kb, posed, ranks, list(heads)
         self.base_headlines = dict(heads)  # line -> its headline in the case itself
         self.finding_rules = [r for r in rules if kb.decls[r.head.pred].role == "finding"]
-        self.numbers = [kb.index(rule) for rule in self.finding_rules]
+        self.position = {kb.index(rule): i for i, rule in enumerate(self.finding_rules)}  # number -> place
+        self.finding_numbers = frozenset(self.position)
         self.rule_ids = {kb.index(rule): rule.id for rule in self.finding_rules}
         self.base_heads = {number: [] for number in self.rule_ids}
         for d in itertools.chain(*ev.findings.values()):
@@ -51,7 +52,8 @@ class Variants:
 
     def finding(self, numbers) -> list:
         """The finding rules numbered in `numbers`, in rule order."""
-        return [rule for rule, number in zip(self.finding_rules, self.numbers) if number in numbers]
+        rules, position = self.finding_rules, self.position
+        return [rules[i] for i in sorted([position[n] for n in self.finding_numbers.intersection(numbers)])]
 
     def ask(self, rules: list, add, remove, touched) -> dict:
         """rule number -> head tuples of `rules` with the delta applied; a rule that kept its
