@@ -648,8 +648,11 @@ class Engine:
                 self._stratum(stages, level, asked_here, facts, now_answers, case_key, tables)
                 for pred in sorted({stages.head_of[n] for n in asked_here} & stages.frozen_preds):
                     numbers = stages.numbers[pred]
-                    if all(n not in tables or tables[n] == base[n] for n in numbers):
-                        continue  # the case's own witnesses, so its own answers
+                    for n in numbers:
+                        if n in tables and tables[n] != base[n]:
+                            break
+                    else:
+                        continue  # every rule kept the case's own witnesses, so the predicate its answers
                     now = set()
                     for rule, n in zip(stages.by_head[pred], numbers):
                         now.update(self.head_tuples(rule, tables[n]) if n in tables else base_heads[n])
