@@ -135,11 +135,15 @@ class _Delta:
 
 
 class _Changes:
-    """Engine changes (clause, present) of one _changed block, and how many are made so far."""
-    __slots__ = ("changes", "applied")
+    """Engine changes (clause, present) of one _changed block: those not yet made, by engine
+    predicate (an ask makes only those of the predicates it reads), and those made, in order."""
+    __slots__ = ("changes", "filed", "pending", "made")
 
     def __init__(self, changes: list):
-        self.changes, self.applied = changes, 0
+        self.changes = changes  # may grow inside the block
+        self.filed = 0  # how many of `changes` are filed in `pending` or made
+        self.pending = {}  # engine predicate name -> its changes not yet made, in order
+        self.made = []  # (clause, present) made on the engine, in order
 
 
 class _Stages:
@@ -299,6 +303,7 @@ class Engine:
         self._deltas = 0  # fact_delta blocks open
         self._delta_facts = []  # a _Delta for each open fact_delta: the facts it changes
         self._lazy = []  # a _Changes for each open _changed block, outermost first
+        self._reads = {}  # union predicate name -> the engine predicates it reads (_union_reads)
         self._answers = {}  # answers of predicates no case fact reaches
         self._logic = None
         self._compile()
@@ -377,6 +382,7 @@ class Engine:
             self._global_tables.clear()
             self._rule_queries.clear()
             self._subset_unions.clear()
+            self._reads.clear()
             self._rule_memo.clear()
             self._views.clear()
             self._clauses.clear()
@@ -535,7 +541,10 @@ class Engine:
                 else:
                     compiled = self._subset_unions[(stages.number, level, group)] = self._compile_stratum(stages, group)
             name, rules = compiled
-        found = self._ask_union(name, rules, case_key)
+        reads = self._reads.get(name)
+        if reads is None:
+            reads = self._reads[name] = self._union_reads(stages, rules)
+        found = self._ask_union(name, rules, case_key, reads)
         tables.update(found)
         for n, inputs in todo.items():
             memo[inputs] = found[n]
@@ -571,6 +580,32 @@ class Engine:
                              for found, grouped in zip(parts[1:], split)])
                 for value in sorted(values, key=lambda v: sort_key((v,)))]
 
+    def _union_reads(self, stages, rules: list) -> frozenset:
+        """The engine predicates asking a union of `rules` may read: what their bodies name
+        (stages.engine_name), and what the engine's own clauses of a predicate among those
+        read in turn (its rules' bodies), transitively."""
+        out, todo = set(), []
+        for rule in rules:
+            names = stages.engine_name(rule)
+            for item in rule.body:
+                if isinstance(item, Literal):
+                    name = names(item.atom.pred)
+                    out.add(name)
+                    if name == _pyname(item.atom.pred):
+                        todo.append(item.atom.pred)
+        seen = set()
+        while todo:
+            pred = todo.pop()
+            if pred in seen:
+                continue
+            seen.add(pred)
+            for rule in self.rules_by_head.get(pred, ()):
+                for item in rule.body:
+                    if isinstance(item, Literal):
+                        out.add(_pyname(item.atom.pred))
+                        todo.append(item.atom.pred)
+        return frozenset(out)
+
     def _add_union(self, name: str, rules: list, names_for) -> None:
         """name(RuleIndex, Case, Witness..., padding) for each rule: asked with Case bound, the
         binding reaches every rule body, so each subgoal is called in one pattern and tabled
@@ -583,12 +618,13 @@ class Engine:
                                            *variables, *padding])
             _add_clause(head, self._compiled_body(rule, names_for(rule)))
 
-    def _ask_union(self, name: str, rules: list, case_key: str) -> dict:
-        """Witness tables of the rules a union predicate (_add_union) holds, for one case."""
+    def _ask_union(self, name: str, rules: list, case_key: str, reads) -> dict:
+        """Witness tables of the rules a union predicate (_add_union) holds, for one case;
+        `reads` holds the engine predicates they read (_union_reads)."""
         query = pyEngine.Literal(name, [pyEngine.Var("K"), pyEngine.Term_of(encode(case_key)),
                                         *[pyEngine.Var(f"W{i}") for i in range(self._width)]])
         tables = {self.index(rule): [] for rule in rules}
-        self._sync()
+        self._sync(reads)
         for row in query.ask() or ():
             index = row[0]
             width = len(self.rules[index].variables())
@@ -714,17 +750,30 @@ class Engine:
         """Close the innermost _changed block: undo the changes it made, newest first."""
         self._lazy.pop()
         self._activate()
-        for clause, present in reversed(frame.changes[:frame.applied]):
+        for clause, present in reversed(frame.made):
             (pyEngine.retract if present else pyEngine.assert_)(clause)
 
-    def _sync(self) -> None:
-        """Make every pending change of the open blocks (_changed), outermost first."""
+    def _sync(self, reads=None) -> None:
+        """Make the pending changes of the open blocks (_changed) to the engine predicates in
+        `reads` (None: to all), outermost block first. A predicate's facts are the same
+        whatever the order its changes and other predicates' are made in, so an ask that
+        reads few predicates asserts and retracts only theirs."""
         for frame in self._lazy:
-            changes = frame.changes
-            while frame.applied < len(changes):
-                clause, present = changes[frame.applied]
-                (pyEngine.assert_ if present else pyEngine.retract)(clause)
-                frame.applied += 1
+            changes, pending = frame.changes, frame.pending
+            if frame.filed < len(changes):
+                for change in changes[frame.filed:]:
+                    found = pending.get(change[0].head.pred.name)
+                    if found is None:
+                        pending[change[0].head.pred.name] = [change]
+                    else:
+                        found.append(change)
+                frame.filed = len(changes)
+            if not pending:
+                continue
+            for pred in [p for p in pending if p in reads] if reads is not None else list(pending):
+                for change in pending.pop(pred):
+                    (pyEngine.assert_ if change[1] else pyEngine.retract)(change[0])
+                    frame.made.append(change)
 
     def values(self, pred: str, *args) -> list:
         return self.ask(pred, tuple(args))
