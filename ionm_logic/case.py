@@ -302,7 +302,25 @@ def parse_case(raw, source: str = "") -> Case:
 
 def _check_text(doc, source: str) -> None:
     """Reject nesting deeper than the limit and strings that are not Unicode text (a lone
-    surrogate such as "\\ud800" can be neither decided nor echoed): one walk, linear in size."""
+    surrogate such as "\\ud800" can be neither decided nor echoed): one walk, linear in size,
+    and a second that names the place only when the first finds a problem."""
+    limit, stack = LIMITS["depth"], [(doc, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            if (depth >= limit and value) or any(_SURROGATE.search(key) for key in value):
+                return _locate_text_problem(doc, source)
+            stack.extend([(item, depth + 1) for item in value.values()])
+        elif isinstance(value, list):
+            if depth >= limit and value:
+                return _locate_text_problem(doc, source)
+            stack.extend([(item, depth + 1) for item in value])
+        elif isinstance(value, str) and _SURROGATE.search(value):
+            return _locate_text_problem(doc, source)
+
+
+def _locate_text_problem(doc, source: str) -> None:
+    """_check_text's walk that keeps each value's path, to name where the problem is."""
     stack = [(doc, (), 0)]
     while stack:
         value, path, depth = stack.pop()

@@ -212,3 +212,44 @@ def test_witnesses_remembered_across_many_cases_line_by_line_are_those_of_top_do
                             assert variant[kb.index(rule)] == top_down(kb, rule, key), (number, field, value, rule.id)
     # Not vacuous: line-by-line rules had witnesses, and the memo answered rules line by line.
     assert remembered and kb.line_hits > hits
+
+
+def test_a_case_with_its_lines_in_another_order_is_answered_from_the_first_case_line_by_line(monkeypatch):
+    # Datalog tells one value from another only by the constants its rules name and by order
+    # comparisons: a rule with no order comparison between variables has, for line
+    # /services/5, the witnesses it has for /services/0 with the line renamed, when that line
+    # meets the same inputs. So once a case is decided, the same case with its service lines
+    # in the other order (each line's pointer another) asks no such rule again, and each
+    # rule's table is still the top-down evaluation's.
+    kb = Engine(load_rules())
+    case = parse_case((EXAMPLES[0].parent / "alif-plif-l5-s1.json").read_bytes())
+    reordered = case.model_copy(update={"services": list(reversed(case.services))})
+    api.explain(kb, case)
+    asked = []
+    ask_union = kb._ask_union
+    monkeypatch.setattr(kb, "_ask_union", lambda name, rules, *rest: asked.extend(rules) or ask_union(name, rules, *rest))
+    posed = pose(reordered, kb)
+    pack, key = posed.policy.pack, posed.key
+    stages = kb._stages[pack]
+    with kb.case_facts(list(posed.pointers)):
+        tables = kb.case_tables(pack, key)
+    generic_with_witnesses = [rule for rule in kb.pack_rules(pack) if kb.index(rule) in stages.generic
+                              and tables[kb.index(rule)]]
+    assert generic_with_witnesses  # not vacuous: line rules with witnesses, answered by renaming
+    assert not [rule.id for rule in asked if kb.index(rule) in stages.generic]
+    with kb.case_facts(list(posed.pointers)):
+        for rule in kb.pack_rules(pack):
+            assert kb.case_tables(pack, key)[kb.index(rule)] == top_down(kb, rule, key), rule.id
+
+
+def test_a_rule_comparing_variables_by_order_or_naming_a_line_is_not_remembered_renamed():
+    # Renaming a line value keeps witnesses only where nothing can tell the value apart: a rule
+    # with an order comparison between variables is never generic, and a line value that a
+    # rule or fact names (a constant) is never renamed.
+    kb = Engine(load_rules())
+    stages = kb._stages["commercial-reference"]
+    by_id = {rule.id: kb.index(rule) for rule in kb.pack_rules("commercial-reference")}
+    assert by_id["PACK-UNITS-EXCEED-A-DAY"] in stages.line_var
+    assert by_id["PACK-UNITS-EXCEED-A-DAY"] not in stages.generic
+    assert by_id["SCOPE-ENCODED-CLASS"] in stages.generic
+    assert "spinal_cord" in stages.constants and "/services/0" not in stages.constants

@@ -93,6 +93,24 @@ SUBSET_UNIONS = 2_000
 _NONE = frozenset()
 
 
+class _AnyLine:
+    """Stands for a line value in a rule memo key and its witnesses (Engine._line_keys): no
+    case or rule value equals it."""
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<any line>"
+
+
+_LINE = _AnyLine()
+
+
+def _renamed(rows, old, new) -> list:
+    """`rows` (tuples) with every `old` value replaced by `new`."""
+    return [tuple([new if v == old and type(v) is type(old) else v for v in row]) if old in row else row
+            for row in rows]
+
+
 class _Memo:
     """At most RULE_MEMO_ENTRIES entries in two generations: when the newer one holds half,
     the older is dropped and the newer takes its place; an entry found in the older moves to
@@ -135,11 +153,15 @@ class _Delta:
 
 
 class _Changes:
-    """Engine changes (clause, present) of one _changed block, and how many are made so far."""
-    __slots__ = ("changes", "applied")
+    """Engine changes (clause, present) of one _changed block: those not yet made, by engine
+    predicate (an ask makes only those of the predicates it reads), and those made, in order."""
+    __slots__ = ("changes", "filed", "pending", "made")
 
     def __init__(self, changes: list):
-        self.changes, self.applied = changes, 0
+        self.changes = changes  # may grow inside the block
+        self.filed = 0  # how many of `changes` are filed in `pending` or made
+        self.pending = {}  # engine predicate name -> its changes not yet made, in order
+        self.made = []  # (clause, present) made on the engine, in order
 
 
 class _Stages:
@@ -188,10 +210,10 @@ class _Stages:
         # each met the same inputs before is answered without an ask, however the lines combine.
         asserted = {p for p, d in ruleset.decls.items() if d.role == "case"}
         only_asserted = asserted - set(ruleset.rules_by_head) - {f.atom.pred for f in ruleset.facts}
-        self.inputs, self.line_var = {}, {}
+        self.inputs, self.line_var, self.joins, self.generic = {}, {}, {}, set()
         for rules in self.by_head.values():
             for r in rules:
-                n, own, found = self.index(r), self.component[r.head.pred], {}
+                n, own, found, literals = self.index(r), self.component[r.head.pred], {}, {}
                 head = r.head.args
                 line = head[1].name if (len(head) > 1 and isinstance(head[1], Var) and n not in self.live_rules
                                         and not (isinstance(head[0], Var) and head[0].name == head[1].name)) else None
@@ -206,11 +228,56 @@ class _Stages:
                     places = tuple(i for i, a in enumerate(args) if isinstance(a, Var) and a.name == line)
                     key = (pred in self.by_head, pred, consts, places)
                     found[key] = found.get(key, False) or (not item.negated and (key[0] or pred in only_asserted))
-                self.inputs[n] = tuple((answer, pred, consts, decisive, places) for (answer, pred, consts, places), decisive
-                                       in sorted(found.items(), key=repr))
+                    literals.setdefault(key, []).append(item)
+                keys = sorted(found, key=repr)
+                self.inputs[n] = tuple((answer, pred, consts, found[answer, pred, consts, places], places)
+                                       for answer, pred, consts, places in keys)
                 if line is not None and any(d and places for _a, _p, _c, d, places in self.inputs[n]):
                     self.line_var[n] = r.variables().index(line)
+                    self.joins[n] = self._joins(self.inputs[n], [literals[key] for key in keys])
+                    if not any(isinstance(item, Comparison) and item.op not in ("==", "!=") and item.variables()
+                               for item in r.body):
+                        self.generic.add(n)
+        # Datalog cannot tell one value from another except by the constants of its rules and
+        # facts and by order comparisons: a rule in `generic` (none between variables) finds for
+        # a line value no rule names the witnesses it finds for any other, renamed.
+        self.constants = frozenset(
+            [a.value for r in ruleset.rules for a in r.head.args if isinstance(a, Const)]
+            + [t.value for r in ruleset.rules for item in r.body
+               for t in (item.atom.args if isinstance(item, Literal) else (item.left, item.right)) if isinstance(t, Const)]
+            + [a.value for f in ruleset.facts for a in f.atom.args])
         self._plans = {}
+
+    @staticmethod
+    def _joins(inputs: tuple, literals: list) -> tuple:
+        """Per input of a rule remembered line by line: how its part of a line's memo key is
+        held to what that line's witnesses can use. For an input without the line variable that
+        shares variables with a decisive input that has it (each of one literal): (that input's
+        place, the shared variables' positions here, theirs there); otherwise None. A witness
+        with Line = L binds the shared variables to a tuple of the decisive input's L-part, so
+        only this input's tuples agreeing with one of those can take part in it or, negated,
+        refute it: the key keeps those alone, exactly (_line_keys)."""
+        def positions(literal):
+            out = {}
+            for i, a in enumerate(literal.atom.args):
+                if isinstance(a, Var):
+                    out.setdefault(a.name, i)
+            return out
+
+        binders = [(i, positions(lits[0])) for i, ((_a, _p, _c, decisive, places), lits) in enumerate(zip(inputs, literals))
+                   if decisive and places and len(lits) == 1]
+        out = []
+        for (_a, _p, _c, _d, places), lits in zip(inputs, literals):
+            join = None
+            if not places and len(lits) == 1:
+                here = positions(lits[0])
+                for i, there in binders:
+                    shared = sorted(set(here) & set(there))
+                    if shared:
+                        join = (i, tuple(here[v] for v in shared), tuple(there[v] for v in shared))
+                        break
+            out.append(join)
+        return tuple(out)
 
     def closed(self, numbers) -> tuple:
         """The rule numbers, with every rule of a recursive component one of them belongs to."""
@@ -304,6 +371,7 @@ class Engine:
         self._deltas = 0  # fact_delta blocks open
         self._delta_facts = []  # a _Delta for each open fact_delta: the facts it changes
         self._lazy = []  # a _Changes for each open _changed block, outermost first
+        self._reads = {}  # union predicate name -> the engine predicates it reads (_union_reads)
         self._answers = {}  # answers of predicates no case fact reaches
         self._logic = None
         self._compile()
@@ -382,6 +450,7 @@ class Engine:
             self._global_tables.clear()
             self._rule_queries.clear()
             self._subset_unions.clear()
+            self._reads.clear()
             self._rule_memo.clear()
             self._views.clear()
             self._clauses.clear()
@@ -518,14 +587,18 @@ class Engine:
                 continue
             todo[n] = inputs
             if n in stages.line_var:
-                keys = self._line_keys(n, stages.inputs[n], parts)
-                rows = [memo.get(key) for key in keys]
-                if None not in rows:
-                    tables[n] = memo[inputs] = sorted(itertools.chain(*rows), key=sort_key)
+                keys = self._line_keys(stages, n, parts)
+                rows = []
+                for value, key, renamed in keys:
+                    found = memo.get(key)
+                    if found is None:
+                        by_line[n] = keys
+                        break
+                    rows.extend(_renamed(found, _LINE, value) if renamed else found)
+                else:
+                    tables[n] = memo[inputs] = sorted(rows, key=sort_key)
                     del todo[n]
                     self.line_hits += 1
-                else:
-                    by_line[n] = keys
         if not todo:
             return
         group = stages.closed(todo)
@@ -540,7 +613,10 @@ class Engine:
                 else:
                     compiled = self._subset_unions[(stages.number, level, group)] = self._compile_stratum(stages, group)
             name, rules = compiled
-        found = self._ask_union(name, rules, case_key)
+        reads = self._reads.get(name)
+        if reads is None:
+            reads = self._reads[name] = self._union_reads(stages, rules)
+        found = self._ask_union(name, rules, case_key, reads)
         tables.update(found)
         for n, inputs in todo.items():
             memo[inputs] = found[n]
@@ -548,13 +624,19 @@ class Engine:
             place, rows = stages.line_var[n], {}
             for row in found[n]:
                 rows.setdefault(row[place], []).append(row)
-            for key in keys:
-                memo[key] = rows.get(key[1], [])
+            for value, key, renamed in keys:
+                here = rows.get(value, [])
+                memo[key] = _renamed(here, value, _LINE) if renamed else here
 
-    def _line_keys(self, n: int, inputs: tuple, parts: list) -> list:
+    def _line_keys(self, stages, n: int, parts: list) -> list:
         """The memo keys of rule `n`'s witnesses value by value of its line variable (_Stages.
-        line_var): (n, value, each input held to the value where the literal has the
-        variable), for each value every decisive literal with the variable holds."""
+        line_var): (value, key, renamed) for each value every decisive literal with the
+        variable holds. The key is (n, value, each input held to the value where the literal
+        has the variable, and to what can join it: _Stages._joins); for a generic rule and a
+        value no rule names, the value is renamed _LINE throughout the key (renamed: the
+        witnesses are remembered so renamed, and the same for every line so held)."""
+        inputs, joins = stages.inputs[n], stages.joins[n]
+        generic = n in stages.generic
         views, split = self._views, []
         for (_answer, pred, _consts, _decisive, places), found in zip(inputs, parts[1:]):
             if not places:
@@ -572,9 +654,70 @@ class Engine:
         for (_answer, _pred, _consts, decisive, places), grouped in zip(inputs, split):
             if decisive and places:
                 values = set(grouped) if values is None else values & set(grouped)
-        return [(n, value, *[found if grouped is None else grouped.get(value, _NONE)
-                             for found, grouped in zip(parts[1:], split)])
-                for value in sorted(values, key=lambda v: sort_key((v,)))]
+        keys = []
+        for value in sorted(values, key=lambda v: sort_key((v,))):
+            held = [found if grouped is None else grouped.get(value, _NONE) for found, grouped in zip(parts[1:], split)]
+            for j, join in enumerate(joins):
+                if join is not None and held[j]:
+                    held[j] = self._joined(held[j], join[1], held[join[0]], join[2])
+            if generic and value not in stages.constants:
+                keys.append((value, (n, _LINE, *[self._renamed_part(part, value) for part in held]), True))
+            else:
+                keys.append((value, (n, value, *held), False))
+        return keys
+
+    def _renamed_part(self, part: frozenset, value) -> frozenset:
+        """`part` with `value` renamed _LINE in every tuple, kept (bounded) in the views."""
+        key = (_LINE, value, part)
+        out = self._views.get(key)
+        if out is None:
+            out = frozenset(_renamed(part, value, _LINE))
+            if len(self._views) > 50_000:
+                self._views.clear()
+            self._views[key] = out
+        return out
+
+    def _joined(self, found: frozenset, here: tuple, binder: frozenset, there: tuple) -> frozenset:
+        """The tuples of `found` whose values at positions `here` are those of a tuple of
+        `binder` at positions `there` (a semi-join), kept (bounded) in the views."""
+        views = self._views
+        key = (here, there, found, binder)
+        out = views.get(key)
+        if out is None:
+            bound = {tuple([b[i] for i in there]) for b in binder}
+            out = frozenset([v for v in found if tuple([v[i] for i in here]) in bound])
+            if out == found:
+                out = found
+            if len(views) > 50_000:
+                views.clear()
+            views[key] = out
+        return out
+
+    def _union_reads(self, stages, rules: list) -> frozenset:
+        """The engine predicates asking a union of `rules` may read: what their bodies name
+        (stages.engine_name), and what the engine's own clauses of a predicate among those
+        read in turn (its rules' bodies), transitively."""
+        out, todo = set(), []
+        for rule in rules:
+            names = stages.engine_name(rule)
+            for item in rule.body:
+                if isinstance(item, Literal):
+                    name = names(item.atom.pred)
+                    out.add(name)
+                    if name == _pyname(item.atom.pred):
+                        todo.append(item.atom.pred)
+        seen = set()
+        while todo:
+            pred = todo.pop()
+            if pred in seen:
+                continue
+            seen.add(pred)
+            for rule in self.rules_by_head.get(pred, ()):
+                for item in rule.body:
+                    if isinstance(item, Literal):
+                        out.add(_pyname(item.atom.pred))
+                        todo.append(item.atom.pred)
+        return frozenset(out)
 
     def _add_union(self, name: str, rules: list, names_for) -> None:
         """name(RuleIndex, Case, Witness..., padding) for each rule: asked with Case bound, the
@@ -588,12 +731,13 @@ class Engine:
                                            *variables, *padding])
             _add_clause(head, self._compiled_body(rule, names_for(rule)))
 
-    def _ask_union(self, name: str, rules: list, case_key: str) -> dict:
-        """Witness tables of the rules a union predicate (_add_union) holds, for one case."""
+    def _ask_union(self, name: str, rules: list, case_key: str, reads) -> dict:
+        """Witness tables of the rules a union predicate (_add_union) holds, for one case;
+        `reads` holds the engine predicates they read (_union_reads)."""
         query = pyEngine.Literal(name, [pyEngine.Var("K"), pyEngine.Term_of(encode(case_key)),
                                         *[pyEngine.Var(f"W{i}") for i in range(self._width)]])
         tables = {self.index(rule): [] for rule in rules}
-        self._sync()
+        self._sync(reads)
         for row in query.ask() or ():
             index = row[0]
             width = len(self.rules[index].variables())
@@ -735,17 +879,30 @@ class Engine:
         """Close the innermost _changed block: undo the changes it made, newest first."""
         self._lazy.pop()
         self._activate()
-        for clause, present in reversed(frame.changes[:frame.applied]):
+        for clause, present in reversed(frame.made):
             (pyEngine.retract if present else pyEngine.assert_)(clause)
 
-    def _sync(self) -> None:
-        """Make every pending change of the open blocks (_changed), outermost first."""
+    def _sync(self, reads=None) -> None:
+        """Make the pending changes of the open blocks (_changed) to the engine predicates in
+        `reads` (None: to all), outermost block first. A predicate's facts are the same
+        whatever the order its changes and other predicates' are made in, so an ask that
+        reads few predicates asserts and retracts only theirs."""
         for frame in self._lazy:
-            changes = frame.changes
-            while frame.applied < len(changes):
-                clause, present = changes[frame.applied]
-                (pyEngine.assert_ if present else pyEngine.retract)(clause)
-                frame.applied += 1
+            changes, pending = frame.changes, frame.pending
+            if frame.filed < len(changes):
+                for change in changes[frame.filed:]:
+                    found = pending.get(change[0].head.pred.name)
+                    if found is None:
+                        pending[change[0].head.pred.name] = [change]
+                    else:
+                        found.append(change)
+                frame.filed = len(changes)
+            if not pending:
+                continue
+            for pred in [p for p in pending if p in reads] if reads is not None else list(pending):
+                for change in pending.pop(pred):
+                    (pyEngine.assert_ if change[1] else pyEngine.retract)(change[0])
+                    frame.made.append(change)
 
     def values(self, pred: str, *args) -> list:
         return self.ask(pred, tuple(args))
