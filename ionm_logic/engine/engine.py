@@ -672,6 +672,8 @@ class Engine:
         out = self._views.get(key)
         if out is None:
             out = frozenset(_renamed(part, value, _LINE))
+            if out == part:
+                out = part  # nothing renamed: the same object, which later key comparisons find at once
             if len(self._views) > 50_000:
                 self._views.clear()
             self._views[key] = out
