@@ -407,36 +407,51 @@ def line_id(index: int) -> str:
 def case_facts(case: Case, key: str, pack: str, version: str) -> list:
     """Every case fact, each with the pointer of the field it came from."""
     facts = [CaseFact(c.APPLIES_POLICY, (key, pack, version), "/payer")]
+    add = _pointed(facts)
     for section in SECTIONS.values():
-        section(case, key, facts.append)
+        section(case, key, add)
     return facts
 
 
 def section_facts(case: Case, key: str, section: str) -> list:
     """The case facts of one top-level section of the case file (e.g. "monitoring")."""
     facts = []
-    SECTIONS[section](case, key, facts.append)
+    SECTIONS[section](case, key, _pointed(facts))
     return facts
+
+
+def section_atoms(case: Case, key: str, section: str) -> set:
+    """The (pred, values) of section_facts(case, key, section), no pointer built: what
+    PosedCase.delta compares, for every variant of a section it documents."""
+    atoms = set()
+    SECTIONS[section](case, key, lambda pred, values, *_at: atoms.add((pred, values)))
+    return atoms
+
+
+def _pointed(facts: list):
+    # A section gives each fact with the path parts of its field, and the pointer is built
+    # only where it is kept: PosedCase.delta reads sections many times and needs no pointers.
+    return lambda pred, values, *at: facts.append(CaseFact(pred, values, pointer(*at)))
 
 
 def _procedure(case, key, add):
     proc = case.procedure
-    add(CaseFact("procedure_kind", (key, proc.kind), "/procedure/kind"))
-    add(CaseFact("procedure_region", (key, proc.region), "/procedure/region"))
+    add("procedure_kind", (key, proc.kind), "procedure", "kind")
+    add("procedure_region", (key, proc.region), "procedure", "region")
     for i, code in enumerate(proc.codes):
-        add(CaseFact("surgical_code", (key, code), pointer("procedure", "codes", i)))
+        add("surgical_code", (key, code), "procedure", "codes", i)
     for i, level in enumerate(proc.levels):
-        add(CaseFact("operated_level", (key, level), pointer("procedure", "levels", i)))
+        add("operated_level", (key, level), "procedure", "levels", i)
     for i, approach in enumerate(proc.approaches):
-        add(CaseFact("uses_approach", (key, approach), pointer("procedure", "approaches", i)))
+        add("uses_approach", (key, approach), "procedure", "approaches", i)
     for i, device in enumerate(proc.instrumentation):
-        add(CaseFact("uses_instrumentation", (key, device), pointer("procedure", "instrumentation", i)))
+        add("uses_instrumentation", (key, device), "procedure", "instrumentation", i)
     for sign in PROCEDURE_SIGNS:
         value = getattr(proc, sign)
         if value is not None:
-            add(CaseFact("procedure_sign", (key, sign, _flag(value)), pointer("procedure", sign)))
+            add("procedure_sign", (key, sign, _flag(value)), "procedure", sign)
     if proc.anesthesia_minutes is not None:
-        add(CaseFact("anesthesia_minutes", (key, proc.anesthesia_minutes), "/procedure/anesthesia_minutes"))
+        add("anesthesia_minutes", (key, proc.anesthesia_minutes), "procedure", "anesthesia_minutes")
 
 
 # The procedure's true/false/null flags (case/v1 additions of domain.md §8.9).
@@ -445,13 +460,12 @@ PROCEDURE_SIGNS = ("near_eloquent_cortex", "cranial_nerve_tumor", "high_risk_thy
 
 def _diagnoses(case, key, add):
     for i, dx in enumerate(case.diagnoses):
-        where = pointer("diagnoses", i, "code")
-        add(CaseFact("has_diagnosis", (key, dx.code), where))
+        add("has_diagnosis", (key, dx.code), "diagnoses", i, "code")
         # Code families (M50.0-) are matched by prefix: assert every prefix of three or more
         # characters that does not end in the dot.
         for n in range(3, len(dx.code) + 1):
             if not dx.code[:n].endswith("."):
-                add(CaseFact("has_diagnosis_in", (key, dx.code[:n]), where))
+                add("has_diagnosis_in", (key, dx.code[:n]), "diagnoses", i, "code")
 
 
 def _clinical(case, key, add):
@@ -459,59 +473,60 @@ def _clinical(case, key, add):
     for sign in ("myelopathy", "radiculopathy", "neurological_deficit", "tethered_cord"):
         value = getattr(clinical, sign)
         if value is not None:
-            add(CaseFact("clinical_sign", (key, sign, _flag(value)), pointer("clinical", sign)))
+            add("clinical_sign", (key, sign, _flag(value)), "clinical", sign)
     if clinical.conus_level is not None:
-        add(CaseFact("documented_conus_level", (key, clinical.conus_level), "/clinical/conus_level"))
+        add("documented_conus_level", (key, clinical.conus_level), "clinical", "conus_level")
 
 
 def _history(case, key, add):
     for h, entry in enumerate(case.history):
-        add(CaseFact("prior_surgery", (key, h, entry.procedure), pointer("history", h, "procedure")))
+        add("prior_surgery", (key, h, entry.procedure), "history", h, "procedure")
         for i, level in enumerate(entry.levels):
-            add(CaseFact("prior_surgery_level", (key, h, level), pointer("history", h, "levels", i)))
+            add("prior_surgery_level", (key, h, level), "history", h, "levels", i)
         if entry.outcome is not None:
-            add(CaseFact("prior_surgery_outcome", (key, h, entry.outcome), pointer("history", h, "outcome")))
+            add("prior_surgery_outcome", (key, h, entry.outcome), "history", h, "outcome")
 
 
 def _patient(case, key, add):
     if case.patient is not None and case.patient.age is not None:
-        add(CaseFact("patient_age", (key, case.patient.age), "/patient/age"))
+        add("patient_age", (key, case.patient.age), "patient", "age")
 
 
 def _monitoring(case, key, add):
     mon = case.monitoring
     if mon.setting is not None:
-        add(CaseFact("monitoring_setting", (key, mon.setting), "/monitoring/setting"))
+        add("monitoring_setting", (key, mon.setting), "monitoring", "setting")
     if mon.technologist_in_room is not None:
-        add(CaseFact("technologist_in_room", (key, _flag(mon.technologist_in_room)), "/monitoring/technologist_in_room"))
+        add("technologist_in_room", (key, _flag(mon.technologist_in_room)), "monitoring", "technologist_in_room")
     if mon.minutes is not None:
-        add(CaseFact("monitoring_minutes", (key, mon.minutes), "/monitoring/minutes"))
+        add("monitoring_minutes", (key, mon.minutes), "monitoring", "minutes")
     prof = mon.professional
     if prof.exclusive_minutes is not None:
-        add(CaseFact("professional_exclusive_minutes", (key, prof.exclusive_minutes),
-                     "/monitoring/professional/exclusive_minutes"))
+        add("professional_exclusive_minutes", (key, prof.exclusive_minutes),
+            "monitoring", "professional", "exclusive_minutes")
     if prof.member_of_surgical_team is not None:
-        add(CaseFact("professional_on_surgical_team", (key, _flag(prof.member_of_surgical_team)),
-                     "/monitoring/professional/member_of_surgical_team"))
+        add("professional_on_surgical_team", (key, _flag(prof.member_of_surgical_team)),
+            "monitoring", "professional", "member_of_surgical_team")
     if prof.real_time is not None:
-        add(CaseFact("professional_real_time", (key, _flag(prof.real_time)), "/monitoring/professional/real_time"))
+        add("professional_real_time", (key, _flag(prof.real_time)), "monitoring", "professional", "real_time")
     if prof.concurrent_cases is not None:
-        add(CaseFact("professional_concurrent_cases", (key, prof.concurrent_cases),
-                     "/monitoring/professional/concurrent_cases"))
+        add("professional_concurrent_cases", (key, prof.concurrent_cases),
+            "monitoring", "professional", "concurrent_cases")
     if mon.report.findings is not None:
-        add(CaseFact("monitoring_findings", (key, mon.report.findings), "/monitoring/report/findings"))
+        add("monitoring_findings", (key, mon.report.findings), "monitoring", "report", "findings")
     for i, text in enumerate(mon.report.interventions):
-        add(CaseFact("monitoring_intervention", (key, text), pointer("monitoring", "report", "interventions", i)))
+        add("monitoring_intervention", (key, text), "monitoring", "report", "interventions", i)
 
 
 def _services(case, key, add):
     for i, service in enumerate(case.services):
         line = line_id(i)
-        add(CaseFact("billed_line", (key, line, service.code), pointer("services", i, "code")))
-        units_at = pointer("services", i, "units") if "units" in service.model_fields_set else line
-        add(CaseFact("billed_units", (key, line, service.units), units_at))
+        add("billed_line", (key, line, service.code), "services", i, "code")
+        # Units left to their default point at the line itself.
+        units_at = ("services", i, "units") if "units" in service.model_fields_set else ("services", i)
+        add("billed_units", (key, line, service.units), *units_at)
         if service.modality is not None:
-            add(CaseFact("billed_modality", (key, line, service.modality), pointer("services", i, "modality")))
+            add("billed_modality", (key, line, service.modality), "services", i, "modality")
 
 
 # The case file's top-level sections and the facts each gives, in file order.
@@ -627,7 +642,7 @@ class PosedCase:
         self.facts = case_facts(case, key, policy.pack, policy.version)
         self.pointers = pointer_map(self.facts)
         self.lines = [line_id(i) for i in range(len(case.services))]
-        self._sections = {}  # section -> its facts
+        self._sections = {}  # section -> its (pred, values)
         self._documented = {}  # (section, its assignments) -> (facts added, facts removed) documenting them
 
     def undocumented(self, count_limits=()) -> list:
@@ -654,9 +669,8 @@ class PosedCase:
             if change is None:
                 before = self._sections.get(section)
                 if before is None:
-                    before = self._sections[section] = {(f.pred, f.values)
-                                                         for f in section_facts(self.case, self.key, section)}
-                after = {(f.pred, f.values) for f in section_facts(documented_view(self.case, chosen), self.key, section)}
+                    before = self._sections[section] = section_atoms(self.case, self.key, section)
+                after = section_atoms(documented_view(self.case, chosen), self.key, section)
                 change = self._documented[(section, tuple(chosen))] = (after - before, before - after)
             add |= change[0]
             remove |= change[1]

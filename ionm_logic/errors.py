@@ -30,7 +30,8 @@ def quoted(value, limit: int = SHOWN_VALUE_CHARS) -> str:
 def pointer(*parts) -> str:
     """A JSON pointer (RFC 6901) from path parts."""
     text = "/" + "/".join(map(str, parts)) if parts else ""
-    if "~" in text or any(isinstance(p, str) and "/" in p for p in parts):
+    # One slash per part means no part holds one: the common case, told without a walk.
+    if "~" in text or (text.count("/") != len(parts) and any(isinstance(p, str) and "/" in p for p in parts)):
         return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
     return text
 

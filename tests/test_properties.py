@@ -215,11 +215,12 @@ def test_missing_documentation_is_what_re_deciding_the_whole_case_finds(kb, doc,
 def test_a_section_documented_through_the_delta_view_gives_the_facts_of_the_documented_copy(kb, doc):
     # PosedCase.delta reads a variant through documented_view rather than with_documented's
     # pydantic copy: every section must give the same facts, pointers included, either way,
-    # for each single undocumented value and each pair.
+    # for each single undocumented value and each pair; and it compares them without their
+    # pointers (section_atoms), which must be exactly the facts' (pred, values).
     import itertools
 
-    from ionm_logic.case import (SECTIONS, documented_view, parse_case, section_facts, undocumented_fields,
-                                 with_documented)
+    from ionm_logic.case import (SECTIONS, documented_view, parse_case, section_atoms, section_facts,
+                                 undocumented_fields, with_documented)
     from ionm_logic.explain import count_limits
 
     case = parse_case(json.dumps(doc))
@@ -228,5 +229,17 @@ def test_a_section_documented_through_the_delta_view_gives_the_facts_of_the_docu
     variants += [[(p1, v1[0]), (p2, v2[-1])] for (p1, v1), (p2, v2) in itertools.combinations(fields, 2)]
     for assignments in variants:
         for section in SECTIONS:
-            assert (section_facts(documented_view(case, assignments), "case", section)
-                    == section_facts(with_documented(case, assignments), "case", section)), (assignments, section)
+            facts = section_facts(with_documented(case, assignments), "case", section)
+            assert section_facts(documented_view(case, assignments), "case", section) == facts, (assignments, section)
+            assert (section_atoms(documented_view(case, assignments), "case", section)
+                    == {(f.pred, f.values) for f in facts}), (assignments, section)
+
+
+@FAST
+@given(parts=st.lists(st.one_of(st.integers(0, 200), st.text(alphabet="ab/~0 1", max_size=5)), max_size=5))
+def test_a_pointer_escapes_exactly_the_parts_that_need_it(parts):
+    # errors.pointer skips the escaping walk when the text has one slash per part; it must
+    # give RFC 6901's pointer (every part escaped) for any parts.
+    from ionm_logic.errors import pointer
+
+    assert pointer(*parts) == "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
