@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
 import json
 import multiprocessing
@@ -414,8 +415,14 @@ class _Stand:
 def _encoded(fmt: str, value) -> str:
     """A value as a record of `fmt` writes it (a JSON value; a CSV cell among others)."""
     if fmt == "jsonl":
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return _JSON.encode(value)
     return _csv([[value, ""]]).decode("utf-8")[:-3]  # the cell, without the next cell's comma and the line end
+
+
+@functools.lru_cache(maxsize=None)
+def _placeholders(fmt: str) -> tuple:
+    """Each slot's placeholder as a record of `fmt` writes it: the same for every record."""
+    return tuple(_encoded(fmt, placeholder(slot)) for slot in _SLOTS[fmt])
 
 
 def _slot_values(record: Record, case_id, fmt: str) -> tuple:
@@ -430,7 +437,7 @@ def _template(case, result: dict, fmt: str, tally: list) -> Optional[Template]:
     slots = _SLOTS[fmt]
     text = _render_result(_Stand, case, dict(result, case_id=placeholder("case_id")), fmt).decode("utf-8")
     places = (1,) * len(slots) if fmt == "jsonl" else (len(result["lines"]),) * len(slots)
-    return Template.cut(text, tuple(_encoded(fmt, placeholder(slot)) for slot in slots), places, tally)
+    return Template.cut(text, _placeholders(fmt), places, tally)
 
 
 def _error_outcome(record: Record, problems: list, options: Options) -> Outcome:
@@ -486,8 +493,13 @@ def _row(record: Record, **cells) -> list:
     return [cells.get(column, "") for column in CSV_COLUMNS]
 
 
+# What json.dumps(obj, ensure_ascii=False, separators=(",", ":")) writes, without building an
+# encoder per call; no circular check: a record is a tree (proof nodes shared, never a cycle).
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+
+
 def _json_line(obj: dict) -> bytes:
-    return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+    return (_JSON.encode(obj) + "\n").encode("utf-8")
 
 
 # A cell a spreadsheet would read as a formula (=, +, -, @, or after a tab or carriage return)

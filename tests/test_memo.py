@@ -6,9 +6,12 @@ Each run is batch.run in this process (the time limit off, so one job decides he
 can be read afterwards); "fresh" is the same run with the memo off."""
 import copy
 import json
+import re
 import tempfile
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import ROOT, case_with, reference_case
 
@@ -182,6 +185,19 @@ def test_a_template_fills_each_slot_where_its_placeholder_was():
     template = Template.cut(text, ("<id>", "<src>"), (2, 1))
     assert template.fill(("1", "two")) == "A1BtwoC1D"
     assert Template.cut(text, ("<id>", "<src>"), (1, 1)) is None  # <id> found twice, not once
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.lists(st.sampled_from(["<id>", "<src>", "<i", "d>", "<", ">", "x", "<id><src>"]), max_size=12).map("".join),
+       placeholders=st.sampled_from([("<id>", "<src>"), ("<id>", "<id>x"), ("<id>x", "<id>"), ("<", "<id>")]))
+def test_a_template_cuts_where_a_regular_expression_of_the_placeholders_finds_them(text, placeholders):
+    # Template.cut finds placeholders with str.find; it must cut where the alternation's
+    # finditer does (leftmost, first listed at a tie, none overlapping), and fill back the text.
+    matches = list(re.finditer("|".join(re.escape(p) for p in placeholders), text))
+    places = tuple(sum(m.group() == p for m in matches) for p in placeholders)
+    template = Template.cut(text, placeholders, places)
+    assert template.slots == tuple(placeholders.index(m.group()) for m in matches)
+    assert template.fill(placeholders) == text
 
 
 def test_memory_stays_within_its_bound():
