@@ -153,8 +153,9 @@ class _Delta:
 
 
 class _Changes:
-    """Engine changes (clause, present) of one _changed block: those not yet made, by engine
-    predicate (an ask makes only those of the predicates it reads), and those made, in order."""
+    """Engine changes (engine predicate, values, present) of one _changed block: those not yet
+    made, by engine predicate (an ask makes only those of the predicates it reads), and those
+    made, in order, as (clause, present). A change no ask reads never becomes a clause."""
     __slots__ = ("changes", "filed", "pending", "made")
 
     def __init__(self, changes: list):
@@ -362,6 +363,7 @@ class Engine:
         self._heads = {}  # id(witness rows) -> (those rows, their rule, their head tuples)
         self.line_hits = 0  # rules answered line by line from the memo (_line_keys), for tests
         self._views = {}  # (pred, constants or line places, facts or answers) -> those matching, or by line
+        self._canon = {}  # a set of facts or answers -> the equal set met first (_canonical)
         self._fact_sets = {}  # pred -> the asserted case facts' values
         self._clauses = {}  # (engine predicate, values) -> its fact clause (_fact_clause)
         self._case_frame = None  # the _Changes of the asserted case: its facts, then its frozen answers
@@ -453,6 +455,7 @@ class Engine:
             self._reads.clear()
             self._rule_memo.clear()
             self._views.clear()
+            self._canon.clear()
             self._clauses.clear()
             self._frozen_answers.clear()
             self._base_heads.clear()
@@ -519,9 +522,9 @@ class Engine:
                     for rule, n in zip(stages.by_head[pred], stages.numbers[pred]):
                         heads[n] = self.head_tuples(rule, tables[n])
                         found.update(heads[n])
-                    answers[pred] = frozenset(found)
-                    self._case_frame.changes.extend((self._fact_clause(stages.frozen_name(pred), values), True)
-                                                    for values in answers[pred])
+                    answers[pred] = self._canonical(frozenset(found))
+                    name = stages.frozen_name(pred)
+                    self._case_frame.changes.extend([(name, values, True) for values in answers[pred]])
             self._case_tables[(pack, case_key)] = tables
             self._frozen_answers[(pack, case_key)] = answers
             self._base_heads[(pack, case_key)] = heads
@@ -539,6 +542,20 @@ class Engine:
         heads = self.ruleset.head_tuples(rule, rows)
         self._heads[id(rows)] = (rows, rule, heads)  # holding rows keeps its id from being reused
         return heads
+
+    def _canonical(self, found: frozenset) -> frozenset:
+        """`found`, or the equal set met before it (bounded). Memo keys and views are tuples of
+        such sets, and a dict compares a key with an equal one element by element unless they
+        are the same objects: met in every case, the same facts are then compared once, here,
+        not once per rule whose key holds them. Values are strings and integers only (encode),
+        so equal sets hold the same values."""
+        canon = self._canon
+        out = canon.get(found)
+        if out is None:
+            if len(canon) > 50_000:
+                canon.clear()
+            out = canon[found] = found
+        return out
 
     def _fact_clause(self, engine_pred: str, values: tuple):
         """The engine clause of a ground fact, built once and kept (bounded): case facts, their
@@ -571,8 +588,8 @@ class Engine:
                     if found is None:
                         if len(views) > 50_000:
                             views.clear()
-                        found = views[(pred, consts, whole)] = frozenset(
-                            [v for v in whole if all(v[i] == c for i, c in consts)])
+                        found = views[(pred, consts, whole)] = self._canonical(frozenset(
+                            [v for v in whole if all(v[i] == c for i, c in consts)]))
                 if decisive and not found and n not in live:
                     empty = True
                     break
@@ -648,7 +665,7 @@ class Engine:
                 for v in found:
                     if all(v[i] == v[places[0]] for i in places):
                         grouped.setdefault(v[places[0]], set()).add(v)
-                grouped = views[(pred, places, found)] = {k: frozenset(vs) for k, vs in grouped.items()}
+                grouped = views[(pred, places, found)] = {k: self._canonical(frozenset(vs)) for k, vs in grouped.items()}
             split.append(grouped)
         values = None
         for (_answer, _pred, _consts, decisive, places), grouped in zip(inputs, split):
@@ -672,8 +689,7 @@ class Engine:
         out = self._views.get(key)
         if out is None:
             out = frozenset(_renamed(part, value, _LINE))
-            if out == part:
-                out = part  # nothing renamed: the same object, which later key comparisons find at once
+            out = part if out == part else self._canonical(out)  # nothing renamed: the same object
             if len(self._views) > 50_000:
                 self._views.clear()
             self._views[key] = out
@@ -688,8 +704,7 @@ class Engine:
         if out is None:
             bound = {tuple([b[i] for i in there]) for b in binder}
             out = frozenset([v for v in found if tuple([v[i] for i in here]) in bound])
-            if out == found:
-                out = found
+            out = found if out == found else self._canonical(out)
             if len(views) > 50_000:
                 views.clear()
             views[key] = out
@@ -788,8 +803,8 @@ class Engine:
                 if facts is None:
                     facts = dict(self._fact_sets)
                     for pred, changes in delta.by_pred.items():
-                        facts[pred] = (facts.get(pred, _NONE) - {v for present, v in changes if not present}
-                                       | {v for present, v in changes if present})
+                        facts[pred] = self._canonical(facts.get(pred, _NONE) - {v for present, v in changes if not present}
+                                                      | {v for present, v in changes if present})
                 asked_here = stages.closed(todo)
                 self._stratum(stages, level, asked_here, facts, now_answers, case_key, tables)
                 for pred in sorted({stages.head_of[n] for n in asked_here} & stages.frozen_preds):
@@ -804,12 +819,12 @@ class Engine:
                         now.update(self.head_tuples(rule, tables[n]) if n in tables else base_heads[n])
                     if now == answers[pred]:
                         continue
-                    now_answers[pred] = frozenset(now)
+                    now_answers[pred] = self._canonical(frozenset(now))
                     changed.add(pred)
                     if swapped is None:
                         swapped = stack.enter_context(self._changed([]))
-                    for values, present in [(v, False) for v in answers[pred] - now] + [(v, True) for v in now - answers[pred]]:
-                        swapped.append((self._fact_clause(stages.frozen_name(pred), values), present))
+                    name = stages.frozen_name(pred)
+                    swapped.extend([(name, v, False) for v in answers[pred] - now] + [(name, v, True) for v in now - answers[pred]])
         return {n: tables[n] if n in tables else base[n] for n in asked}
 
     def _compile_stratum(self, stages, todo: tuple) -> tuple:
@@ -831,9 +846,8 @@ class Engine:
         sets = {}
         for pred, values in facts:
             sets.setdefault(pred, set()).add(tuple(values))
-        self._fact_sets = {pred: frozenset(found) for pred, found in sets.items()}
-        frame = self._case_frame = _Changes([(self._fact_clause(_pyname(pred), tuple(values)), True)
-                                             for pred, values in facts])
+        self._fact_sets = {pred: self._canonical(frozenset(found)) for pred, found in sets.items()}
+        frame = self._case_frame = _Changes([(_pyname(pred), tuple(values), True) for pred, values in facts])
         self._lazy.append(frame)
         try:
             yield self
@@ -853,8 +867,8 @@ class Engine:
         variants are answered from the rule memo without one, and then nothing is asserted or
         retracted."""
         self._activate()
-        frame = _Changes([(self._fact_clause(_pyname(p), tuple(vals)), False) for p, vals in remove]
-                         + [(self._fact_clause(_pyname(p), tuple(vals)), True) for p, vals in add])
+        frame = _Changes([(_pyname(p), tuple(vals), False) for p, vals in remove]
+                         + [(_pyname(p), tuple(vals), True) for p, vals in add])
         self._deltas += 1
         self._delta_facts.append(_Delta(add, remove))
         self._lazy.append(frame)
@@ -867,7 +881,7 @@ class Engine:
 
     @contextmanager
     def _changed(self, changes: list):
-        """A block in which the (clause, present) changes hold: each asserted (present) or
+        """A block in which the (engine predicate, values, present) changes hold: each asserted (present) or
         retracted as the block's frame asks (the list may grow inside the block), made on
         the engine only before its next ask (_sync), and undone after the block if made."""
         frame = _Changes(changes)
@@ -893,18 +907,19 @@ class Engine:
             changes, pending = frame.changes, frame.pending
             if frame.filed < len(changes):
                 for change in changes[frame.filed:]:
-                    found = pending.get(change[0].head.pred.name)
+                    found = pending.get(change[0])
                     if found is None:
-                        pending[change[0].head.pred.name] = [change]
+                        pending[change[0]] = [change]
                     else:
                         found.append(change)
                 frame.filed = len(changes)
             if not pending:
                 continue
             for pred in [p for p in pending if p in reads] if reads is not None else list(pending):
-                for change in pending.pop(pred):
-                    (pyEngine.assert_ if change[1] else pyEngine.retract)(change[0])
-                    frame.made.append(change)
+                for name, values, present in pending.pop(pred):
+                    clause = self._fact_clause(name, values)
+                    (pyEngine.assert_ if present else pyEngine.retract)(clause)
+                    frame.made.append((clause, present))
 
     def values(self, pred: str, *args) -> list:
         return self.ask(pred, tuple(args))
