@@ -111,6 +111,12 @@ def _renamed(rows, old, new) -> list:
             for row in rows]
 
 
+def _holds_at(parts: list, positions: tuple, value) -> bool:
+    """Whether a tuple of some parts[j] holds `value` at one of positions[j]."""
+    return any(v[i] == value and type(v[i]) is type(value) for part, places in zip(parts, positions) if places
+               for v in part for i in places)
+
+
 class _Memo:
     """At most RULE_MEMO_ENTRIES entries in two generations: when the newer one holds half,
     the older is dropped and the newer takes its place; an entry found in the older moves to
@@ -209,12 +215,23 @@ class _Stages:
         # a witness): the witnesses with Line = L depend only on the inputs that hold L where
         # the literal has Line ("line positions"), and on the others whole. A case whose lines
         # each met the same inputs before is answered without an ask, however the lines combine.
+        #
+        # An input is also held to the values that the rule's positive literals over rule-file
+        # facts allow where they share a variable with it (`held`: per input, (position,
+        # values) pairs): a tuple outside them joins no witness and, negated, refutes none, so
+        # the key leaves it out, exactly (e.g. has_diagnosis_in(Case, Prefix) beside
+        # axial_pain_diagnosis(Prefix) keeps only the case's axial-pain prefixes).
         asserted = {p for p, d in ruleset.decls.items() if d.role == "case"}
         only_asserted = asserted - set(ruleset.rules_by_head) - {f.atom.pred for f in ruleset.facts}
-        self.inputs, self.line_var, self.joins, self.generic = {}, {}, {}, set()
+        fact_rows = {}
+        for f in ruleset.facts:
+            fact_rows.setdefault(f.atom.pred, []).append(tuple(a.value for a in f.atom.args))
+        only_facts = set(fact_rows) - set(ruleset.rules_by_head) - asserted
+        self.inputs, self.held, self.line_var, self.joins, self.generic, self.ordered = {}, {}, {}, {}, set(), {}
         for rules in self.by_head.values():
             for r in rules:
                 n, own, found, literals = self.index(r), self.component[r.head.pred], {}, {}
+                bounds = self._bounds(r, fact_rows, only_facts)
                 head = r.head.args
                 line = head[1].name if (len(head) > 1 and isinstance(head[1], Var) and n not in self.live_rules
                                         and not (isinstance(head[0], Var) and head[0].name == head[1].name)) else None
@@ -233,21 +250,60 @@ class _Stages:
                 keys = sorted(found, key=repr)
                 self.inputs[n] = tuple((answer, pred, consts, found[answer, pred, consts, places], places)
                                        for answer, pred, consts, places in keys)
+                self.held[n] = tuple(self._held(literals[key], bounds) for key in keys)
                 if line is not None and any(d and places for _a, _p, _c, d, places in self.inputs[n]):
                     self.line_var[n] = r.variables().index(line)
                     self.joins[n] = self._joins(self.inputs[n], [literals[key] for key in keys])
-                    if not any(isinstance(item, Comparison) and item.op not in ("==", "!=") and item.variables()
-                               for item in r.body):
+                    compared = {v for item in r.body if isinstance(item, Comparison) and item.op not in ("==", "!=")
+                                for v in item.variables()}
+                    if line not in compared:
                         self.generic.add(n)
+                    if compared and line not in compared:
+                        self.ordered[n] = tuple(
+                            tuple(sorted({i for lit in literals[key] for i, a in enumerate(lit.atom.args)
+                                          if isinstance(a, Var) and a.name in compared})) for key in keys)
         # Datalog cannot tell one value from another except by the constants of its rules and
-        # facts and by order comparisons: a rule in `generic` (none between variables) finds for
-        # a line value no rule names the witnesses it finds for any other, renamed.
+        # facts and by order comparisons: a rule in `generic` (its line variable never compared
+        # by order) finds for a line value no rule names the witnesses it finds for any other,
+        # renamed, unless the value sits where the rule compares by order (`ordered`: per
+        # input, the positions of variables so compared; _line_keys looks there).
         self.constants = frozenset(
             [a.value for r in ruleset.rules for a in r.head.args if isinstance(a, Const)]
             + [t.value for r in ruleset.rules for item in r.body
                for t in (item.atom.args if isinstance(item, Literal) else (item.left, item.right)) if isinstance(t, Const)]
             + [a.value for f in ruleset.facts for a in f.atom.args])
         self._plans = {}
+
+    @staticmethod
+    def _bounds(rule, fact_rows: dict, only_facts: set) -> dict:
+        """variable -> the values the rule's positive literals over predicates that only
+        rule-file facts give (`only_facts`) allow it: in every witness it holds one of them."""
+        bounds = {}
+        for item in rule.body:
+            if not isinstance(item, Literal) or item.negated or item.atom.pred not in only_facts:
+                continue
+            args = item.atom.args
+            rows = [row for row in fact_rows[item.atom.pred]
+                    if all(row[i] == a.value for i, a in enumerate(args) if isinstance(a, Const))]
+            for i, a in enumerate(args):
+                if isinstance(a, Var):
+                    values = frozenset(row[i] for row in rows)
+                    bounds[a.name] = bounds[a.name] & values if a.name in bounds else values
+        return bounds
+
+    @staticmethod
+    def _held(literals: list, bounds: dict) -> tuple:
+        """(position, values) pairs an input's tuples must meet to join a witness through one
+        of `literals` (those sharing its memo key): at a position where each literal has a
+        bounded variable, the union of their bounds."""
+        held = None
+        for literal in literals:
+            here = {}
+            for i, a in enumerate(literal.atom.args):
+                if isinstance(a, Var) and a.name in bounds:
+                    here[i] = here[i] & bounds[a.name] if i in here else bounds[a.name]
+            held = here if held is None else {i: held[i] | here[i] for i in held.keys() & here.keys()}
+        return tuple(sorted(held.items()))
 
     @staticmethod
     def _joins(inputs: tuple, literals: list) -> tuple:
@@ -581,15 +637,15 @@ class Engine:
         memo, todo, by_line, live, views = self._rule_memo, {}, {}, stages.live_rules, self._views
         for n in numbers:
             parts, empty = [n], False
-            for answer, pred, consts, decisive, _places in stages.inputs[n]:
+            for (answer, pred, consts, decisive, _places), held in zip(stages.inputs[n], stages.held[n]):
                 found = answers[pred] if answer else facts.get(pred, _NONE)
-                if consts and found:
-                    whole, found = found, views.get((pred, consts, found))
+                if (consts or held) and found:
+                    whole, found = found, views.get((pred, consts, held, found))
                     if found is None:
                         if len(views) > 50_000:
                             views.clear()
-                        found = views[(pred, consts, whole)] = self._canonical(frozenset(
-                            [v for v in whole if all(v[i] == c for i, c in consts)]))
+                        found = views[(pred, consts, held, whole)] = self._canonical(frozenset(
+                            [v for v in whole if all(v[i] == c for i, c in consts) and all(v[i] in s for i, s in held)]))
                 if decisive and not found and n not in live:
                     empty = True
                     break
@@ -650,10 +706,11 @@ class Engine:
         line_var): (value, key, renamed) for each value every decisive literal with the
         variable holds. The key is (n, value, each input held to the value where the literal
         has the variable, and to what can join it: _Stages._joins); for a generic rule and a
-        value no rule names, the value is renamed _LINE throughout the key (renamed: the
-        witnesses are remembered so renamed, and the same for every line so held)."""
+        value no rule names nor any input holds where the rule compares by order, the value is
+        renamed _LINE throughout the key (renamed: the witnesses are remembered so renamed, and
+        the same for every line so held)."""
         inputs, joins = stages.inputs[n], stages.joins[n]
-        generic = n in stages.generic
+        generic, ordered = n in stages.generic, stages.ordered.get(n)
         views, split = self._views, []
         for (_answer, pred, _consts, _decisive, places), found in zip(inputs, parts[1:]):
             if not places:
@@ -677,7 +734,7 @@ class Engine:
             for j, join in enumerate(joins):
                 if join is not None and held[j]:
                     held[j] = self._joined(held[j], join[1], held[join[0]], join[2])
-            if generic and value not in stages.constants:
+            if generic and value not in stages.constants and not (ordered and _holds_at(held, ordered, value)):
                 keys.append((value, (n, _LINE, *[self._renamed_part(part, value) for part in held]), True))
             else:
                 keys.append((value, (n, value, *held), False))
