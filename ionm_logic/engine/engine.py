@@ -91,6 +91,9 @@ def _engine_fact(pred: str, encoded: list):
 RULE_MEMO_ENTRIES = 60_000
 SUBSET_UNIONS = 2_000
 _NONE = frozenset()
+# (predicate, constants, held values) -> a number standing for them in the views' keys: hashing
+# an int is cheaper than hashing the tuple again at every look-up.
+_VIEW_NUMBERS = {}
 
 
 class _AnyLine:
@@ -227,7 +230,7 @@ class _Stages:
         for f in ruleset.facts:
             fact_rows.setdefault(f.atom.pred, []).append(tuple(a.value for a in f.atom.args))
         only_facts = set(fact_rows) - set(ruleset.rules_by_head) - asserted
-        self.inputs, self.held, self.line_var, self.joins, self.generic, self.ordered = {}, {}, {}, {}, set(), {}
+        self.inputs, self.held, self.scan, self.line_var, self.joins, self.generic, self.ordered = {}, {}, {}, {}, {}, set(), {}
         for rules in self.by_head.values():
             for r in rules:
                 n, own, found, literals = self.index(r), self.component[r.head.pred], {}, {}
@@ -251,6 +254,11 @@ class _Stages:
                 self.inputs[n] = tuple((answer, pred, consts, found[answer, pred, consts, places], places)
                                        for answer, pred, consts, places in keys)
                 self.held[n] = tuple(self._held(literals[key], bounds) for key in keys)
+                # What _stratum reads per input: (answer?, predicate, the number standing for
+                # its constants and held values in views keys or None, those, decisive).
+                self.scan[n] = tuple((answer, pred, _VIEW_NUMBERS.setdefault((pred, consts, held), len(_VIEW_NUMBERS))
+                                      if consts or held else None, consts, held, decisive)
+                                     for (answer, pred, consts, decisive, _p), held in zip(self.inputs[n], self.held[n]))
                 if line is not None and any(d and places for _a, _p, _c, d, places in self.inputs[n]):
                     self.line_var[n] = r.variables().index(line)
                     self.joins[n] = self._joins(self.inputs[n], [literals[key] for key in keys])
@@ -637,14 +645,14 @@ class Engine:
         memo, todo, by_line, live, views = self._rule_memo, {}, {}, stages.live_rules, self._views
         for n in numbers:
             parts, empty = [n], False
-            for (answer, pred, consts, decisive, _places), held in zip(stages.inputs[n], stages.held[n]):
+            for answer, pred, view, consts, held, decisive in stages.scan[n]:
                 found = answers[pred] if answer else facts.get(pred, _NONE)
-                if (consts or held) and found:
-                    whole, found = found, views.get((pred, consts, held, found))
+                if view is not None and found:
+                    whole, found = found, views.get((view, found))
                     if found is None:
                         if len(views) > 50_000:
                             views.clear()
-                        found = views[(pred, consts, held, whole)] = self._canonical(frozenset(
+                        found = views[(view, whole)] = self._canonical(frozenset(
                             [v for v in whole if all(v[i] == c for i, c in consts) and all(v[i] in s for i, s in held)]))
                 if decisive and not found and n not in live:
                     empty = True
