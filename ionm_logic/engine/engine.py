@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from typing import Iterable
 
 from pyDatalog import pyEngine
@@ -162,9 +162,10 @@ class _Delta:
 
 
 class _Changes:
-    """Engine changes (engine predicate, values, present) of one _changed block: those not yet
-    made, by engine predicate (an ask makes only those of the predicates it reads), and those
-    made, in order, as (clause, present). A change no ask reads never becomes a clause."""
+    """Engine changes (engine predicate, values, present) of one block (case_facts, fact_delta,
+    a variant's swapped answers): those not yet made, by engine predicate (an ask makes only
+    those of the predicates it reads), and those made, in order, as (clause, present). A change
+    no ask reads never becomes a clause."""
     __slots__ = ("changes", "filed", "pending", "made")
 
     def __init__(self, changes: list):
@@ -436,7 +437,7 @@ class Engine:
         self._case_tables = {}  # (pack, case key) -> the asserted case's tables (case_tables)
         self._deltas = 0  # fact_delta blocks open
         self._delta_facts = []  # a _Delta for each open fact_delta: the facts it changes
-        self._lazy = []  # a _Changes for each open _changed block, outermost first
+        self._lazy = []  # a _Changes for each open block of changes, outermost first
         self._reads = {}  # union predicate name -> the engine predicates it reads (_union_reads)
         self._answers = {}  # answers of predicates no case fact reaches
         self._logic = None
@@ -851,8 +852,8 @@ class Engine:
         number = self.ruleset.number
         asked = tuple([number[r.id] for r in rules])
         tables, now_answers, changed, facts = {}, dict(answers), set(), None
-        with ExitStack() as stack:
-            swapped = None  # the frozen facts swapped, in a _changed block opened at the first
+        swapped = None  # the frozen facts swapped: a block of changes (_Changes) opened at the first
+        try:
             for level, candidates, later in stages.plan(asked, touched):
                 # A candidate is asked again only if it reads a changed fact or a predicate
                 # whose answers this variant changed; the others keep their base tables. With
@@ -887,9 +888,13 @@ class Engine:
                     now_answers[pred] = self._canonical(frozenset(now))
                     changed.add(pred)
                     if swapped is None:
-                        swapped = stack.enter_context(self._changed([]))
+                        swapped = _Changes([])
+                        self._lazy.append(swapped)
                     name = stages.frozen_name(pred)
-                    swapped.extend([(name, v, False) for v in answers[pred] - now] + [(name, v, True) for v in now - answers[pred]])
+                    swapped.changes.extend([(name, v, False) for v in answers[pred] - now] + [(name, v, True) for v in now - answers[pred]])
+        finally:
+            if swapped is not None:
+                self._undo(swapped)
         return {n: tables[n] if n in tables else base[n] for n in asked}
 
     def _compile_stratum(self, stages, todo: tuple) -> tuple:
@@ -928,7 +933,7 @@ class Engine:
     def fact_delta(self, add, remove):
         """Within an asserted case: retract `remove` and assert `add` for a block, then undo.
 
-        The engine sees the change from the first ask inside the block (_changed): most
+        The engine sees the change from the first ask inside the block (_sync): most
         variants are answered from the rule memo without one, and then nothing is asserted or
         retracted."""
         self._activate()
@@ -944,27 +949,15 @@ class Engine:
             self._delta_facts.pop()
             self._undo(frame)
 
-    @contextmanager
-    def _changed(self, changes: list):
-        """A block in which the (engine predicate, values, present) changes hold: each asserted (present) or
-        retracted as the block's frame asks (the list may grow inside the block), made on
-        the engine only before its next ask (_sync), and undone after the block if made."""
-        frame = _Changes(changes)
-        self._lazy.append(frame)
-        try:
-            yield frame.changes
-        finally:
-            self._undo(frame)
-
     def _undo(self, frame) -> None:
-        """Close the innermost _changed block: undo the changes it made, newest first."""
+        """Close the innermost block of changes: undo the changes it made, newest first."""
         self._lazy.pop()
         self._activate()
         for clause, present in reversed(frame.made):
             (pyEngine.retract if present else pyEngine.assert_)(clause)
 
     def _sync(self, reads=None) -> None:
-        """Make the pending changes of the open blocks (_changed) to the engine predicates in
+        """Make the pending changes of the open blocks (_Changes) to the engine predicates in
         `reads` (None: to all), outermost block first. A predicate's facts are the same
         whatever the order its changes and other predicates' are made in, so an ask that
         reads few predicates asserts and retracts only theirs."""
