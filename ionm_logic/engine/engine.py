@@ -251,7 +251,7 @@ class _Stages:
                     key = (pred in self.by_head, pred, consts, places)
                     found[key] = found.get(key, False) or (not item.negated and (key[0] or pred in only_asserted))
                     literals.setdefault(key, []).append(item)
-                keys = sorted(found, key=repr)
+                keys = sorted(found, key=lambda k: (not found[k], repr(k)))  # decisive first: an empty one ends the scan
                 self.inputs[n] = tuple((answer, pred, consts, found[answer, pred, consts, places], places)
                                        for answer, pred, consts, places in keys)
                 self.held[n] = tuple(self._held(literals[key], bounds) for key in keys)
