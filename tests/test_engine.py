@@ -242,14 +242,41 @@ def test_a_case_with_its_lines_in_another_order_is_answered_from_the_first_case_
             assert kb.case_tables(pack, key)[kb.index(rule)] == top_down(kb, rule, key), rule.id
 
 
-def test_a_rule_comparing_variables_by_order_or_naming_a_line_is_not_remembered_renamed():
+def test_a_line_value_is_renamed_only_where_nothing_in_the_rule_can_tell_it_apart():
     # Renaming a line value keeps witnesses only where nothing can tell the value apart: a rule
-    # with an order comparison between variables is never generic, and a line value that a
-    # rule or fact names (a constant) is never renamed.
+    # comparing its line variable by order is never generic; a rule comparing other variables
+    # by order (units against a day's most) renames a line value only when no input holds that
+    # value where those variables sit; a line value a rule or fact names is never renamed.
     kb = Engine(load_rules())
     stages = kb._stages["commercial-reference"]
     by_id = {rule.id: kb.index(rule) for rule in kb.pack_rules("commercial-reference")}
-    assert by_id["PACK-UNITS-EXCEED-A-DAY"] in stages.line_var
-    assert by_id["PACK-UNITS-EXCEED-A-DAY"] not in stages.generic
-    assert by_id["SCOPE-ENCODED-CLASS"] in stages.generic
+    units = by_id["PACK-UNITS-EXCEED-A-DAY"]
+    assert units in stages.line_var and units in stages.generic and any(stages.ordered[units])
+    assert by_id["SCOPE-ENCODED-CLASS"] in stages.generic and by_id["SCOPE-ENCODED-CLASS"] not in stages.ordered
     assert "spinal_cord" in stages.constants and "/services/0" not in stages.constants
+
+    def renamed(billed_units):
+        line = "/services/0"
+        given = {"applies_policy": {("case", "commercial-reference", "2024")}, "time_line": {("case", line)},
+                 "billed_line": {("case", line, "95940")}, "billed_units": {("case", line, billed_units)}}
+        parts = [units] + [frozenset(given[pred]) for _a, pred, _c, _d, _p in stages.inputs[units]]
+        [(value, _key, was_renamed)] = kb._line_keys(stages, units, parts)
+        return value, was_renamed
+
+    assert renamed(9) == ("/services/0", True)
+    # The same value where Units is compared: renaming it would change what Units > Most says.
+    assert renamed("/services/0") == ("/services/0", False)
+
+
+def test_a_rule_input_is_held_to_the_values_its_rule_file_facts_allow():
+    # has_diagnosis_in(Case, Prefix) beside axial_pain_diagnosis(Prefix): only the case's
+    # axial-pain prefixes can join a witness of OBS-AXIAL-PAIN-ONLY, so they alone are its key,
+    # the values taken from the rule-file facts themselves.
+    kb = Engine(load_rules())
+    stages = kb._stages["commercial-reference"]
+    n = kb.index(kb.rules_by_id["OBS-AXIAL-PAIN-ONLY"])
+    prefixes = frozenset(f.atom.args[0].value for f in kb.facts if f.atom.pred == "axial_pain_diagnosis")
+    assert prefixes
+    held = dict(zip([pred for _a, pred, _c, _d, _p in stages.inputs[n]], stages.held[n]))
+    assert held["has_diagnosis_in"] == ((1, prefixes),)
+    assert held["clinical_sign"] == ()  # negated, beside no rule-file fact: held to nothing more

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from typing import Iterable
 
 from pyDatalog import pyEngine
@@ -91,6 +91,9 @@ def _engine_fact(pred: str, encoded: list):
 RULE_MEMO_ENTRIES = 60_000
 SUBSET_UNIONS = 2_000
 _NONE = frozenset()
+# (predicate, constants, held values) -> a number standing for them in the views' keys: hashing
+# an int is cheaper than hashing the tuple again at every look-up.
+_VIEW_NUMBERS = {}
 
 
 class _AnyLine:
@@ -109,6 +112,12 @@ def _renamed(rows, old, new) -> list:
     """`rows` (tuples) with every `old` value replaced by `new`."""
     return [tuple([new if v == old and type(v) is type(old) else v for v in row]) if old in row else row
             for row in rows]
+
+
+def _holds_at(parts: list, positions: tuple, value) -> bool:
+    """Whether a tuple of some parts[j] holds `value` at one of positions[j]."""
+    return any(v[i] == value and type(v[i]) is type(value) for part, places in zip(parts, positions) if places
+               for v in part for i in places)
 
 
 class _Memo:
@@ -153,8 +162,10 @@ class _Delta:
 
 
 class _Changes:
-    """Engine changes (clause, present) of one _changed block: those not yet made, by engine
-    predicate (an ask makes only those of the predicates it reads), and those made, in order."""
+    """Engine changes (engine predicate, values, present) of one block (case_facts, fact_delta,
+    a variant's swapped answers): those not yet made, by engine predicate (an ask makes only
+    those of the predicates it reads), and those made, in order, as (clause, present). A change
+    no ask reads never becomes a clause."""
     __slots__ = ("changes", "filed", "pending", "made")
 
     def __init__(self, changes: list):
@@ -208,12 +219,23 @@ class _Stages:
         # a witness): the witnesses with Line = L depend only on the inputs that hold L where
         # the literal has Line ("line positions"), and on the others whole. A case whose lines
         # each met the same inputs before is answered without an ask, however the lines combine.
+        #
+        # An input is also held to the values that the rule's positive literals over rule-file
+        # facts allow where they share a variable with it (`held`: per input, (position,
+        # values) pairs): a tuple outside them joins no witness and, negated, refutes none, so
+        # the key leaves it out, exactly (e.g. has_diagnosis_in(Case, Prefix) beside
+        # axial_pain_diagnosis(Prefix) keeps only the case's axial-pain prefixes).
         asserted = {p for p, d in ruleset.decls.items() if d.role == "case"}
         only_asserted = asserted - set(ruleset.rules_by_head) - {f.atom.pred for f in ruleset.facts}
-        self.inputs, self.line_var, self.joins, self.generic = {}, {}, {}, set()
+        fact_rows = {}
+        for f in ruleset.facts:
+            fact_rows.setdefault(f.atom.pred, []).append(tuple(a.value for a in f.atom.args))
+        only_facts = set(fact_rows) - set(ruleset.rules_by_head) - asserted
+        self.inputs, self.held, self.scan, self.line_var, self.joins, self.generic, self.ordered = {}, {}, {}, {}, {}, set(), {}
         for rules in self.by_head.values():
             for r in rules:
                 n, own, found, literals = self.index(r), self.component[r.head.pred], {}, {}
+                bounds = self._bounds(r, fact_rows, only_facts)
                 head = r.head.args
                 line = head[1].name if (len(head) > 1 and isinstance(head[1], Var) and n not in self.live_rules
                                         and not (isinstance(head[0], Var) and head[0].name == head[1].name)) else None
@@ -229,24 +251,68 @@ class _Stages:
                     key = (pred in self.by_head, pred, consts, places)
                     found[key] = found.get(key, False) or (not item.negated and (key[0] or pred in only_asserted))
                     literals.setdefault(key, []).append(item)
-                keys = sorted(found, key=repr)
+                keys = sorted(found, key=lambda k: (not found[k], repr(k)))  # decisive first: an empty one ends the scan
                 self.inputs[n] = tuple((answer, pred, consts, found[answer, pred, consts, places], places)
                                        for answer, pred, consts, places in keys)
+                self.held[n] = tuple(self._held(literals[key], bounds) for key in keys)
+                # What _stratum reads per input: (answer?, predicate, the number standing for
+                # its constants and held values in views keys or None, those, decisive).
+                self.scan[n] = tuple((answer, pred, _VIEW_NUMBERS.setdefault((pred, consts, held), len(_VIEW_NUMBERS))
+                                      if consts or held else None, consts, held, decisive)
+                                     for (answer, pred, consts, decisive, _p), held in zip(self.inputs[n], self.held[n]))
                 if line is not None and any(d and places for _a, _p, _c, d, places in self.inputs[n]):
                     self.line_var[n] = r.variables().index(line)
                     self.joins[n] = self._joins(self.inputs[n], [literals[key] for key in keys])
-                    if not any(isinstance(item, Comparison) and item.op not in ("==", "!=") and item.variables()
-                               for item in r.body):
+                    compared = {v for item in r.body if isinstance(item, Comparison) and item.op not in ("==", "!=")
+                                for v in item.variables()}
+                    if line not in compared:
                         self.generic.add(n)
+                    if compared and line not in compared:
+                        self.ordered[n] = tuple(
+                            tuple(sorted({i for lit in literals[key] for i, a in enumerate(lit.atom.args)
+                                          if isinstance(a, Var) and a.name in compared})) for key in keys)
         # Datalog cannot tell one value from another except by the constants of its rules and
-        # facts and by order comparisons: a rule in `generic` (none between variables) finds for
-        # a line value no rule names the witnesses it finds for any other, renamed.
+        # facts and by order comparisons: a rule in `generic` (its line variable never compared
+        # by order) finds for a line value no rule names the witnesses it finds for any other,
+        # renamed, unless the value sits where the rule compares by order (`ordered`: per
+        # input, the positions of variables so compared; _line_keys looks there).
         self.constants = frozenset(
             [a.value for r in ruleset.rules for a in r.head.args if isinstance(a, Const)]
             + [t.value for r in ruleset.rules for item in r.body
                for t in (item.atom.args if isinstance(item, Literal) else (item.left, item.right)) if isinstance(t, Const)]
             + [a.value for f in ruleset.facts for a in f.atom.args])
         self._plans = {}
+
+    @staticmethod
+    def _bounds(rule, fact_rows: dict, only_facts: set) -> dict:
+        """variable -> the values the rule's positive literals over predicates that only
+        rule-file facts give (`only_facts`) allow it: in every witness it holds one of them."""
+        bounds = {}
+        for item in rule.body:
+            if not isinstance(item, Literal) or item.negated or item.atom.pred not in only_facts:
+                continue
+            args = item.atom.args
+            rows = [row for row in fact_rows[item.atom.pred]
+                    if all(row[i] == a.value for i, a in enumerate(args) if isinstance(a, Const))]
+            for i, a in enumerate(args):
+                if isinstance(a, Var):
+                    values = frozenset(row[i] for row in rows)
+                    bounds[a.name] = bounds[a.name] & values if a.name in bounds else values
+        return bounds
+
+    @staticmethod
+    def _held(literals: list, bounds: dict) -> tuple:
+        """(position, values) pairs an input's tuples must meet to join a witness through one
+        of `literals` (those sharing its memo key): at a position where each literal has a
+        bounded variable, the union of their bounds."""
+        held = None
+        for literal in literals:
+            here = {}
+            for i, a in enumerate(literal.atom.args):
+                if isinstance(a, Var) and a.name in bounds:
+                    here[i] = here[i] & bounds[a.name] if i in here else bounds[a.name]
+            held = here if held is None else {i: held[i] | here[i] for i in held.keys() & here.keys()}
+        return tuple(sorted(held.items()))
 
     @staticmethod
     def _joins(inputs: tuple, literals: list) -> tuple:
@@ -362,6 +428,7 @@ class Engine:
         self._heads = {}  # id(witness rows) -> (those rows, their rule, their head tuples)
         self.line_hits = 0  # rules answered line by line from the memo (_line_keys), for tests
         self._views = {}  # (pred, constants or line places, facts or answers) -> those matching, or by line
+        self._canon = {}  # a set of facts or answers -> the equal set met first (_canonical)
         self._fact_sets = {}  # pred -> the asserted case facts' values
         self._clauses = {}  # (engine predicate, values) -> its fact clause (_fact_clause)
         self._case_frame = None  # the _Changes of the asserted case: its facts, then its frozen answers
@@ -370,7 +437,7 @@ class Engine:
         self._case_tables = {}  # (pack, case key) -> the asserted case's tables (case_tables)
         self._deltas = 0  # fact_delta blocks open
         self._delta_facts = []  # a _Delta for each open fact_delta: the facts it changes
-        self._lazy = []  # a _Changes for each open _changed block, outermost first
+        self._lazy = []  # a _Changes for each open block of changes, outermost first
         self._reads = {}  # union predicate name -> the engine predicates it reads (_union_reads)
         self._answers = {}  # answers of predicates no case fact reaches
         self._logic = None
@@ -453,6 +520,7 @@ class Engine:
             self._reads.clear()
             self._rule_memo.clear()
             self._views.clear()
+            self._canon.clear()
             self._clauses.clear()
             self._frozen_answers.clear()
             self._base_heads.clear()
@@ -519,9 +587,9 @@ class Engine:
                     for rule, n in zip(stages.by_head[pred], stages.numbers[pred]):
                         heads[n] = self.head_tuples(rule, tables[n])
                         found.update(heads[n])
-                    answers[pred] = frozenset(found)
-                    self._case_frame.changes.extend((self._fact_clause(stages.frozen_name(pred), values), True)
-                                                    for values in answers[pred])
+                    answers[pred] = self._canonical(frozenset(found))
+                    name = stages.frozen_name(pred)
+                    self._case_frame.changes.extend([(name, values, True) for values in answers[pred]])
             self._case_tables[(pack, case_key)] = tables
             self._frozen_answers[(pack, case_key)] = answers
             self._base_heads[(pack, case_key)] = heads
@@ -539,6 +607,20 @@ class Engine:
         heads = self.ruleset.head_tuples(rule, rows)
         self._heads[id(rows)] = (rows, rule, heads)  # holding rows keeps its id from being reused
         return heads
+
+    def _canonical(self, found: frozenset) -> frozenset:
+        """`found`, or the equal set met before it (bounded). Memo keys and views are tuples of
+        such sets, and a dict compares a key with an equal one element by element unless they
+        are the same objects: met in every case, the same facts are then compared once, here,
+        not once per rule whose key holds them. Values are strings and integers only (encode),
+        so equal sets hold the same values."""
+        canon = self._canon
+        out = canon.get(found)
+        if out is None:
+            if len(canon) > 50_000:
+                canon.clear()
+            out = canon[found] = found
+        return out
 
     def _fact_clause(self, engine_pred: str, values: tuple):
         """The engine clause of a ground fact, built once and kept (bounded): case facts, their
@@ -564,15 +646,15 @@ class Engine:
         memo, todo, by_line, live, views = self._rule_memo, {}, {}, stages.live_rules, self._views
         for n in numbers:
             parts, empty = [n], False
-            for answer, pred, consts, decisive, _places in stages.inputs[n]:
+            for answer, pred, view, consts, held, decisive in stages.scan[n]:
                 found = answers[pred] if answer else facts.get(pred, _NONE)
-                if consts and found:
-                    whole, found = found, views.get((pred, consts, found))
+                if view is not None and found:
+                    whole, found = found, views.get((view, found))
                     if found is None:
                         if len(views) > 50_000:
                             views.clear()
-                        found = views[(pred, consts, whole)] = frozenset(
-                            [v for v in whole if all(v[i] == c for i, c in consts)])
+                        found = views[(view, whole)] = self._canonical(frozenset(
+                            [v for v in whole if all(v[i] == c for i, c in consts) and all(v[i] in s for i, s in held)]))
                 if decisive and not found and n not in live:
                     empty = True
                     break
@@ -633,10 +715,11 @@ class Engine:
         line_var): (value, key, renamed) for each value every decisive literal with the
         variable holds. The key is (n, value, each input held to the value where the literal
         has the variable, and to what can join it: _Stages._joins); for a generic rule and a
-        value no rule names, the value is renamed _LINE throughout the key (renamed: the
-        witnesses are remembered so renamed, and the same for every line so held)."""
+        value no rule names nor any input holds where the rule compares by order, the value is
+        renamed _LINE throughout the key (renamed: the witnesses are remembered so renamed, and
+        the same for every line so held)."""
         inputs, joins = stages.inputs[n], stages.joins[n]
-        generic = n in stages.generic
+        generic, ordered = n in stages.generic, stages.ordered.get(n)
         views, split = self._views, []
         for (_answer, pred, _consts, _decisive, places), found in zip(inputs, parts[1:]):
             if not places:
@@ -648,7 +731,7 @@ class Engine:
                 for v in found:
                     if all(v[i] == v[places[0]] for i in places):
                         grouped.setdefault(v[places[0]], set()).add(v)
-                grouped = views[(pred, places, found)] = {k: frozenset(vs) for k, vs in grouped.items()}
+                grouped = views[(pred, places, found)] = {k: self._canonical(frozenset(vs)) for k, vs in grouped.items()}
             split.append(grouped)
         values = None
         for (_answer, _pred, _consts, decisive, places), grouped in zip(inputs, split):
@@ -660,7 +743,7 @@ class Engine:
             for j, join in enumerate(joins):
                 if join is not None and held[j]:
                     held[j] = self._joined(held[j], join[1], held[join[0]], join[2])
-            if generic and value not in stages.constants:
+            if generic and value not in stages.constants and not (ordered and _holds_at(held, ordered, value)):
                 keys.append((value, (n, _LINE, *[self._renamed_part(part, value) for part in held]), True))
             else:
                 keys.append((value, (n, value, *held), False))
@@ -672,8 +755,7 @@ class Engine:
         out = self._views.get(key)
         if out is None:
             out = frozenset(_renamed(part, value, _LINE))
-            if out == part:
-                out = part  # nothing renamed: the same object, which later key comparisons find at once
+            out = part if out == part else self._canonical(out)  # nothing renamed: the same object
             if len(self._views) > 50_000:
                 self._views.clear()
             self._views[key] = out
@@ -688,8 +770,7 @@ class Engine:
         if out is None:
             bound = {tuple([b[i] for i in there]) for b in binder}
             out = frozenset([v for v in found if tuple([v[i] for i in here]) in bound])
-            if out == found:
-                out = found
+            out = found if out == found else self._canonical(out)
             if len(views) > 50_000:
                 views.clear()
             views[key] = out
@@ -771,8 +852,8 @@ class Engine:
         number = self.ruleset.number
         asked = tuple([number[r.id] for r in rules])
         tables, now_answers, changed, facts = {}, dict(answers), set(), None
-        with ExitStack() as stack:
-            swapped = None  # the frozen facts swapped, in a _changed block opened at the first
+        swapped = None  # the frozen facts swapped: a block of changes (_Changes) opened at the first
+        try:
             for level, candidates, later in stages.plan(asked, touched):
                 # A candidate is asked again only if it reads a changed fact or a predicate
                 # whose answers this variant changed; the others keep their base tables. With
@@ -788,8 +869,8 @@ class Engine:
                 if facts is None:
                     facts = dict(self._fact_sets)
                     for pred, changes in delta.by_pred.items():
-                        facts[pred] = (facts.get(pred, _NONE) - {v for present, v in changes if not present}
-                                       | {v for present, v in changes if present})
+                        facts[pred] = self._canonical(facts.get(pred, _NONE) - {v for present, v in changes if not present}
+                                                      | {v for present, v in changes if present})
                 asked_here = stages.closed(todo)
                 self._stratum(stages, level, asked_here, facts, now_answers, case_key, tables)
                 for pred in sorted({stages.head_of[n] for n in asked_here} & stages.frozen_preds):
@@ -804,12 +885,16 @@ class Engine:
                         now.update(self.head_tuples(rule, tables[n]) if n in tables else base_heads[n])
                     if now == answers[pred]:
                         continue
-                    now_answers[pred] = frozenset(now)
+                    now_answers[pred] = self._canonical(frozenset(now))
                     changed.add(pred)
                     if swapped is None:
-                        swapped = stack.enter_context(self._changed([]))
-                    for values, present in [(v, False) for v in answers[pred] - now] + [(v, True) for v in now - answers[pred]]:
-                        swapped.append((self._fact_clause(stages.frozen_name(pred), values), present))
+                        swapped = _Changes([])
+                        self._lazy.append(swapped)
+                    name = stages.frozen_name(pred)
+                    swapped.changes.extend([(name, v, False) for v in answers[pred] - now] + [(name, v, True) for v in now - answers[pred]])
+        finally:
+            if swapped is not None:
+                self._undo(swapped)
         return {n: tables[n] if n in tables else base[n] for n in asked}
 
     def _compile_stratum(self, stages, todo: tuple) -> tuple:
@@ -831,9 +916,8 @@ class Engine:
         sets = {}
         for pred, values in facts:
             sets.setdefault(pred, set()).add(tuple(values))
-        self._fact_sets = {pred: frozenset(found) for pred, found in sets.items()}
-        frame = self._case_frame = _Changes([(self._fact_clause(_pyname(pred), tuple(values)), True)
-                                             for pred, values in facts])
+        self._fact_sets = {pred: self._canonical(frozenset(found)) for pred, found in sets.items()}
+        frame = self._case_frame = _Changes([(_pyname(pred), tuple(values), True) for pred, values in facts])
         self._lazy.append(frame)
         try:
             yield self
@@ -849,12 +933,12 @@ class Engine:
     def fact_delta(self, add, remove):
         """Within an asserted case: retract `remove` and assert `add` for a block, then undo.
 
-        The engine sees the change from the first ask inside the block (_changed): most
+        The engine sees the change from the first ask inside the block (_sync): most
         variants are answered from the rule memo without one, and then nothing is asserted or
         retracted."""
         self._activate()
-        frame = _Changes([(self._fact_clause(_pyname(p), tuple(vals)), False) for p, vals in remove]
-                         + [(self._fact_clause(_pyname(p), tuple(vals)), True) for p, vals in add])
+        frame = _Changes([(_pyname(p), tuple(vals), False) for p, vals in remove]
+                         + [(_pyname(p), tuple(vals), True) for p, vals in add])
         self._deltas += 1
         self._delta_facts.append(_Delta(add, remove))
         self._lazy.append(frame)
@@ -865,27 +949,15 @@ class Engine:
             self._delta_facts.pop()
             self._undo(frame)
 
-    @contextmanager
-    def _changed(self, changes: list):
-        """A block in which the (clause, present) changes hold: each asserted (present) or
-        retracted as the block's frame asks (the list may grow inside the block), made on
-        the engine only before its next ask (_sync), and undone after the block if made."""
-        frame = _Changes(changes)
-        self._lazy.append(frame)
-        try:
-            yield frame.changes
-        finally:
-            self._undo(frame)
-
     def _undo(self, frame) -> None:
-        """Close the innermost _changed block: undo the changes it made, newest first."""
+        """Close the innermost block of changes: undo the changes it made, newest first."""
         self._lazy.pop()
         self._activate()
         for clause, present in reversed(frame.made):
             (pyEngine.retract if present else pyEngine.assert_)(clause)
 
     def _sync(self, reads=None) -> None:
-        """Make the pending changes of the open blocks (_changed) to the engine predicates in
+        """Make the pending changes of the open blocks (_Changes) to the engine predicates in
         `reads` (None: to all), outermost block first. A predicate's facts are the same
         whatever the order its changes and other predicates' are made in, so an ask that
         reads few predicates asserts and retracts only theirs."""
@@ -893,18 +965,19 @@ class Engine:
             changes, pending = frame.changes, frame.pending
             if frame.filed < len(changes):
                 for change in changes[frame.filed:]:
-                    found = pending.get(change[0].head.pred.name)
+                    found = pending.get(change[0])
                     if found is None:
-                        pending[change[0].head.pred.name] = [change]
+                        pending[change[0]] = [change]
                     else:
                         found.append(change)
                 frame.filed = len(changes)
             if not pending:
                 continue
             for pred in [p for p in pending if p in reads] if reads is not None else list(pending):
-                for change in pending.pop(pred):
-                    (pyEngine.assert_ if change[1] else pyEngine.retract)(change[0])
-                    frame.made.append(change)
+                for name, values, present in pending.pop(pred):
+                    clause = self._fact_clause(name, values)
+                    (pyEngine.assert_ if present else pyEngine.retract)(clause)
+                    frame.made.append((clause, present))
 
     def values(self, pred: str, *args) -> list:
         return self.ask(pred, tuple(args))

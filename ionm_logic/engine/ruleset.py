@@ -373,8 +373,11 @@ class RuleSet:
     @staticmethod
     def head_tuples(rule, rows) -> list:
         """The head tuple each witness row of `rule` derives."""
-        names = rule.variables()
-        picks = [(True, a.value) if isinstance(a, Const) else (False, names.index(a.name)) for a in rule.head.args]
+        picks = rule.__dict__.get("_head_picks")  # kept on the rule, as Rule.variables keeps its own
+        if picks is None:
+            names = rule.variables()
+            picks = rule.__dict__["_head_picks"] = tuple(
+                (True, a.value) if isinstance(a, Const) else (False, names.index(a.name)) for a in rule.head.args)
         return [tuple([value if const else row[value] for const, value in picks]) for row in rows]
 
 
