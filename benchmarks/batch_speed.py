@@ -1,7 +1,7 @@
 """Print batch cost per case, --jobs scaling, the decision memo's hit and miss cost and the time
 limit's cost, side by side in one run (figures, not assertions).
 
-Usage: python benchmarks/batch_speed.py [--cases 2000] [--baseline DIR] [--rss-cases N]
+Usage: python benchmarks/batch_speed.py [--cases 2000] [--runs 3] [--baseline DIR ...] [--rss-cases N]
 
 Each configuration is `python -m ionm_logic batch` over the same generated files:
 
@@ -17,12 +17,17 @@ Each configuration is `python -m ionm_logic batch` over the same generated files
   each record) beside off (IONM_LOGIC_TIME_LIMIT=off: --jobs 1 decides in the batch process);
 - whether every output file is byte-identical to the first configuration's --jobs 1 output;
 - with --baseline DIR (another source tree of the project, e.g. `git archive main | tar -x -C
-  DIR`), that tree's code too, run with PYTHONPATH set to it and its own defaults;
+  DIR`; may be given more than once), that tree's code too, run with PYTHONPATH set to it and its
+  own defaults;
+- each figure the median of --runs runs, the runs taken in turn over every configuration (the
+  load of a shared machine drifts: this way it falls on all of them alike), and the spread of
+  cases per CPU-second with --jobs 1 (least–most) beside it;
 - with --rss-cases, peak RSS of a --jobs 1 batch over that many cases (flat = streaming).
 """
 import argparse
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -103,11 +108,13 @@ def peak_rss(tree: Path, path: Path, out: Path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", type=int, default=2000)
-    ap.add_argument("--baseline", type=Path, help="another source tree, measured beside this one")
+    ap.add_argument("--baseline", type=Path, action="append", default=[],
+                    help="another source tree, measured beside this one")
+    ap.add_argument("--runs", type=int, default=3, help="runs of each configuration; figures are their medians")
     ap.add_argument("--rss-cases", type=int, default=0)
     args = ap.parse_args()
     limit_off = {"IONM_LOGIC_TIME_LIMIT": "off"}
-    configs = ([("baseline tree", args.baseline.resolve(), (), None)] if args.baseline else []) + [
+    configs = [(f"tree {tree.resolve().name} (its defaults)", tree.resolve(), (), None) for tree in args.baseline] + [
         ("memo off, limit on", ROOT, ("--memo-mb", "0"), None),
         ("memo on, limit on (defaults)", ROOT, (), None),
         ("memo off, limit off", ROOT, ("--memo-mb", "0"), limit_off),
@@ -119,27 +126,36 @@ def main():
         mixes = {"distinct": tmp / "distinct.jsonl", "half repeated": tmp / "repeated.jsonl"}
         generate(args.cases, mixes["distinct"])
         generate(args.cases, mixes["half repeated"], "--repeat", "0.5")
-        reference = {}
-        for mix, cases in mixes.items():
-            for label, tree, extra, env in configs:
-                figures = {}
-                for jobs in (1, 2):
-                    out = tmp / f"{mix}-{label}-{jobs}.jsonl".replace(" ", "_").replace(",", "")
-                    figures[jobs] = batch(tree, cases, out, jobs, extra, env)
-                    reference.setdefault(mix, out.read_bytes())
-                    figures[f"same{jobs}"] = out.read_bytes() == reference[mix]
-                (cpu1, wall1), (cpu2, wall2) = figures[1], figures[2]
-                rows.append([mix, label, f"{args.cases / cpu1:.0f}", f"{cpu1 / args.cases * 1000:.2f}",
-                             f"{args.cases / cpu2:.0f}", f"{args.cases / wall1:.0f}", f"{args.cases / wall2:.0f}",
-                             f"{wall1 / wall2:.2f}", f"{cpu2 / cpu1:.2f}",
-                             "yes" if figures["same1"] and figures["same2"] else "NO"])
-            print(f"... {mix} done (load average {os.getloadavg()[0]:.1f})", flush=True)
+        reference, figures = {}, {}
+        for run in range(args.runs):
+            for mix, cases in mixes.items():
+                for label, tree, extra, env in configs:
+                    for jobs in (1, 2):
+                        out = tmp / f"{mix}-{label}-{jobs}.jsonl".replace(" ", "_").replace(",", "").replace("(", "")
+                        cpu, wall = batch(tree, cases, out, jobs, extra, env)
+                        reference.setdefault(mix, out.read_bytes())
+                        found = figures.setdefault((mix, label), {"cpu1": [], "wall1": [], "cpu2": [], "wall2": [],
+                                                                  "same": True})
+                        found[f"cpu{jobs}"].append(cpu)
+                        found[f"wall{jobs}"].append(wall)
+                        found["same"] = found["same"] and out.read_bytes() == reference[mix]
+            print(f"... run {run + 1} of {args.runs} done (load average {os.getloadavg()[0]:.1f})", flush=True)
+        for mix in mixes:
+            for label, *_rest in configs:
+                found = figures[(mix, label)]
+                cpu1, wall1, cpu2, wall2 = (statistics.median(found[k]) for k in ("cpu1", "wall1", "cpu2", "wall2"))
+                per_cpu = sorted(args.cases / c for c in found["cpu1"])
+                ratios = [w1 / w2 for w1, w2 in zip(found["wall1"], found["wall2"])]
+                rows.append([mix, label, f"{args.cases / cpu1:.0f} ({per_cpu[0]:.0f}–{per_cpu[-1]:.0f})",
+                             f"{cpu1 / args.cases * 1000:.2f}", f"{args.cases / cpu2:.0f}",
+                             f"{args.cases / wall1:.0f}", f"{args.cases / wall2:.0f}",
+                             f"{statistics.median(ratios):.2f}", f"{cpu2 / cpu1:.2f}", "yes" if found["same"] else "NO"])
         costs = memo_costs(mixes["distinct"], min(args.cases, 1000))
         if args.rss_cases:
             big = tmp / "big.jsonl"
             generate(args.rss_cases, big)
             peak, tenths = peak_rss(ROOT, big, tmp / "big-out.jsonl")
-    headers = ["mix", "configuration", "cases/CPU-s --jobs 1", "CPU ms/case", "cases/CPU-s --jobs 2", "cases/s --jobs 1",
+    headers = ["mix", "configuration", "cases/CPU-s --jobs 1 (spread)", "CPU ms/case", "cases/CPU-s --jobs 2", "cases/s --jobs 1",
                "cases/s --jobs 2", "wall jobs 1/jobs 2", "CPU per case jobs 2/jobs 1", "bytes = first row"]
     try:
         from tabulate import tabulate
