@@ -91,9 +91,10 @@ def _engine_fact(pred: str, encoded: list):
 RULE_MEMO_ENTRIES = 60_000
 SUBSET_UNIONS = 2_000
 _NONE = frozenset()
-# (predicate, constants, held values) -> a number standing for them in the views' keys: hashing
-# an int is cheaper than hashing the tuple again at every look-up.
-_VIEW_NUMBERS = {}
+# (predicate, constants, held values) -> an object standing for them in the views' keys: hashing
+# it (by identity) is cheaper than hashing the tuple again at every look-up. One setdefault call
+# gives every thread compiling an engine the same object.
+_VIEW_NAMES = {}
 
 
 class _AnyLine:
@@ -255,9 +256,9 @@ class _Stages:
                 self.inputs[n] = tuple((answer, pred, consts, found[answer, pred, consts, places], places)
                                        for answer, pred, consts, places in keys)
                 self.held[n] = tuple(self._held(literals[key], bounds) for key in keys)
-                # What _stratum reads per input: (answer?, predicate, the number standing for
-                # its constants and held values in views keys or None, those, decisive).
-                self.scan[n] = tuple((answer, pred, _VIEW_NUMBERS.setdefault((pred, consts, held), len(_VIEW_NUMBERS))
+                # What _stratum reads per input: (answer?, predicate, what stands for its
+                # constants and held values in views keys or None, those, decisive).
+                self.scan[n] = tuple((answer, pred, _VIEW_NAMES.setdefault((pred, consts, held), object())
                                       if consts or held else None, consts, held, decisive)
                                      for (answer, pred, consts, decisive, _p), held in zip(self.inputs[n], self.held[n]))
                 if line is not None and any(d and places for _a, _p, _c, d, places in self.inputs[n]):
