@@ -226,11 +226,11 @@ class _Stages:
         # values) pairs): a tuple outside them joins no witness and, negated, refutes none, so
         # the key leaves it out, exactly (e.g. has_diagnosis_in(Case, Prefix) beside
         # axial_pain_diagnosis(Prefix) keeps only the case's axial-pain prefixes).
-        asserted = {p for p, d in ruleset.decls.items() if d.role == "case"}
-        only_asserted = asserted - set(ruleset.rules_by_head) - {f.atom.pred for f in ruleset.facts}
-        fact_rows = {}
+        fact_rows = {}  # pred -> its rule-file facts' values
         for f in ruleset.facts:
             fact_rows.setdefault(f.atom.pred, []).append(tuple(a.value for a in f.atom.args))
+        asserted = {p for p, d in ruleset.decls.items() if d.role == "case"}
+        only_asserted = asserted - set(ruleset.rules_by_head) - set(fact_rows)
         only_facts = set(fact_rows) - set(ruleset.rules_by_head) - asserted
         self.inputs, self.held, self.scan, self.line_var, self.joins, self.generic, self.ordered = {}, {}, {}, {}, {}, set(), {}
         for rules in self.by_head.values():
