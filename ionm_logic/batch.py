@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import functools
 import io
 import json
 import multiprocessing
@@ -37,7 +36,7 @@ from typing import Iterator, Optional
 
 from .case import LIMITS
 from .errors import InputError, quoted, shorten
-from .memo import DEFAULT_MAX_BYTES, DecisionMemo, Template, decision_key, placeholder
+from .memo import DEFAULT_MAX_BYTES, DecisionMemo, Template, decision_key
 
 ERROR_SCHEMA = "ionm-logic/error/v1"
 CSV_COLUMNS = ["record", "file", "line", "case_id", "payer", "policy_version", "date_of_service", "pointer", "code",
@@ -359,8 +358,8 @@ def _decide(record: Record, options: Options) -> Outcome:
             key = decision_key(kb, posed, _memo_options(options), inp.locate if inp.located else None)
             found = memo.get(key)
             if found is not None:
-                return Outcome(record.number, found.fill(_slot_values(record, inp.case.case_id, options.fmt))
-                               .encode("utf-8"), list(found.tally), remembered=True)
+                return Outcome(record.number, found.fill(_slot_values(record, inp.case.case_id, options.fmt)),
+                               list(found.tally), remembered=True)
         result = decide(kb, posed, proofs=options.detail == "full").document
         if record.cells is not None:
             result = record.cells.relocate(result)
@@ -370,11 +369,11 @@ def _decide(record: Record, options: Options) -> Outcome:
         _drop_proofs(result)
     tally = [(result["payer"], line["code"], line["determination"]) for line in result["lines"]]
     if key is not None:
-        template = _template(inp.case, result, options.fmt, tally)
+        values = _slot_values(record, inp.case.case_id, options.fmt)
+        text, template = _remembered(record, inp.case, result, options.fmt, values, tally)
         if template is not None:
             memo.put(key, template)
-            return Outcome(record.number, template.fill(_slot_values(record, inp.case.case_id, options.fmt))
-                           .encode("utf-8"), tally)
+        return Outcome(record.number, text, tally)
     outcome = Outcome(record.number, _render_result(record, inp.case, result, options.fmt), tally)
     if options.rows:
         from .tables import line_rows
@@ -385,9 +384,12 @@ def _decide(record: Record, options: Options) -> Outcome:
 
 # ------------------------------------------------------------------------------ the memo
 
-# The per-record values of an output record, which a memo template leaves out (memo.py):
-# in JSON lines the case id and the source; in CSV each row's record, file, line and case id.
+# The per-record values of an output record, which a memo template leaves out (memo.py): in
+# JSON lines the case id (the second key) and the source (the last); in CSV each row's record,
+# file, line and case id, its first four cells, encoded as one slot.
 _SLOTS = {"jsonl": ("case_id", "source"), "csv": ("record", "file", "line", "case_id")}
+_ROW_START = len(_SLOTS["csv"])
+assert tuple(CSV_COLUMNS[:_ROW_START]) == _SLOTS["csv"], "a CSV row's slot cells must come first"
 
 
 def _remembering(options: Options) -> bool:
@@ -401,43 +403,42 @@ def _memo_options(options: Options) -> tuple:
     return (options.fmt, options.detail, options.payer, options.as_of)
 
 
-class _Stand:
-    """Stands for the record while a decision is rendered for the memo: each value a placeholder."""
-    number = placeholder("record")
-    file = placeholder("file")
-    line = placeholder("line")
-
-    @staticmethod
-    def source():
-        return placeholder("source")
-
-
-def _encoded(fmt: str, value) -> str:
-    """A value as a record of `fmt` writes it (a JSON value; a CSV cell among others)."""
-    if fmt == "jsonl":
-        return _JSON.encode(value)
-    return _csv([[value, ""]]).decode("utf-8")[:-3]  # the cell, without the next cell's comma and the line end
-
-
-@functools.lru_cache(maxsize=None)
-def _placeholders(fmt: str) -> tuple:
-    """Each slot's placeholder as a record of `fmt` writes it: the same for every record."""
-    return tuple(_encoded(fmt, placeholder(slot)) for slot in _SLOTS[fmt])
-
-
 def _slot_values(record: Record, case_id, fmt: str) -> tuple:
-    values = {"case_id": case_id, "source": record.source(), "record": record.number, "file": record.file,
-              "line": record.line if record.line is not None else ""}
-    return tuple(_encoded(fmt, values[slot]) for slot in _SLOTS[fmt])
+    """The record's per-record values as an output of `fmt` writes them (memo.Template.fill)."""
+    if fmt == "jsonl":
+        return _JSON.encode(case_id).encode("utf-8"), _JSON.encode(record.source()).encode("utf-8")
+    line = record.line if record.line is not None else ""
+    return _csv([[record.number, record.file, line, case_id, ""]])[:-2],  # the cells, each with its comma
 
 
-def _template(case, result: dict, fmt: str, tally: list) -> Optional[Template]:
-    """The record of `result` with its per-record values cut out; None if case data holds a
-    placeholder (then the record is rendered as usual and not remembered)."""
-    slots = _SLOTS[fmt]
-    text = _render_result(_Stand, case, dict(result, case_id=placeholder("case_id")), fmt).decode("utf-8")
-    places = (1,) * len(slots) if fmt == "jsonl" else (len(result["lines"]),) * len(slots)
-    return Template.cut(text, _placeholders(fmt), places, tally)
+def _remembered(record: Record, case, result: dict, fmt: str, values: tuple, tally: list) -> tuple:
+    """(The record of `result`, its template for the memo), rendered once: None for a template
+    whose per-record values could not be told apart (then the record is not remembered)."""
+    if fmt == "csv":
+        template = _csv_template(case, result, tally)
+        return template.fill(values), template
+    text = _render_result(record, case, result, fmt)
+    # The encoder writes a dict's keys in order: with "schema" and "case_id" first and the
+    # source added last, the text is head, case id, the rest, source and '}\n', each in place.
+    keys = iter(result)
+    if next(keys, None) != "schema" or next(keys, None) != "case_id" or "source" in result:
+        return text, None
+    head = b'{"schema":' + _JSON.encode(result["schema"]).encode("utf-8") + b',"case_id":'
+    rest = memoryview(text)[len(head) + len(values[0]):len(text) - len(values[1]) - 2]
+    return text, Template((head, rest, b"}\n"), (0, 1), tuple(tally))
+
+
+def _csv_template(case, result: dict, tally=()) -> Template:
+    """The CSV rows of `result` with their slot cells left out: each row's other cells, rendered
+    apart (a CSV writer quotes each cell on its own, so the pieces join to the whole row)."""
+    rows = []
+    for line in result["lines"]:
+        cells = dict(payer=result["payer"], policy_version=result["policy"]["version"],
+                     date_of_service=case.date_of_service.isoformat(), pointer=line["pointer"], code=line["code"],
+                     units=line["units"], modality=line["modality"] or "", determination=line["determination"],
+                     rules=";".join(f["rule"] for f in line["findings"]), overall=result["overall"]["determination"])
+        rows.append(_csv([[cells.get(column, "") for column in CSV_COLUMNS[_ROW_START:]]]))
+    return Template((b"", *rows), (0,) * len(rows), tuple(tally))
 
 
 def _error_outcome(record: Record, problems: list, options: Options) -> Outcome:
@@ -469,14 +470,7 @@ def _render_result(record: Record, case, result: dict, fmt: str) -> bytes:
         return b""
     if fmt == "jsonl":
         return _json_line(dict(result, source=record.source()))
-    rows = []
-    for line in result["lines"]:
-        rows.append(_row(record, case_id=result["case_id"], payer=result["payer"],
-                         policy_version=result["policy"]["version"], date_of_service=case.date_of_service.isoformat(),
-                         pointer=line["pointer"], code=line["code"], units=line["units"],
-                         modality=line["modality"] or "", determination=line["determination"],
-                         rules=";".join(f["rule"] for f in line["findings"]), overall=result["overall"]["determination"]))
-    return _csv(rows)
+    return _csv_template(case, result).fill(_slot_values(record, result["case_id"], fmt))
 
 
 def _render_error(error: dict, record: Record, fmt: str) -> bytes:

@@ -4,12 +4,13 @@ A decision is a function of the case facts asserted (with the pointer each came 
 output cites it), the policy version chosen, the date of service, the decision's options and
 the knowledge base: `decision_key` holds all of them, so a hit is exact, never a look-alike. The
 parts of an output record that are not case facts (in a batch: the case id and the record's
-number, file, line or source) are cut out of the text an entry keeps (`Template`), and a hit
+number, file, line or source) are left out of the text an entry keeps (`Template`), and a hit
 splices the new record's values in, so a hit gives the bytes a fresh decision would.
 
 Memory is bounded by the size of the texts kept and their keys (least recently used go first).
 A miss costs building the key from the facts posing the case computed anyway, one look-up, and
-cutting the text rendered anyway into a template.
+finding the per-record values at the places the renderer puts them (batch.py): the output is
+rendered once, and the template keeps views of it, not a copy.
 """
 from __future__ import annotations
 
@@ -19,12 +20,6 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
-
-
-def placeholder(name: str) -> str:
-    """What stands for a per-record value while an output is rendered for the memo: NUL-framed,
-    so no case field can hold it unnoticed (Template.cut counts the places it was found)."""
-    return f"\0ionm-logic {name}\0"
 
 
 def decision_key(kb, posed, options: tuple, locate: Optional[Callable] = None) -> str:
@@ -52,42 +47,19 @@ def key_size(key: str) -> int:
 
 @dataclass(frozen=True)
 class Template:
-    """A rendered output with its per-record values cut out: `parts`, and between each two the
-    number of the slot (`slots`) whose encoded value goes there."""
+    """A rendered output with its per-record values left out: `parts` (bytes, or views of the
+    output rendered for the miss, so a template holds no second copy of it), and between each
+    two the number of the slot (`slots`) whose encoded value goes there."""
     parts: tuple
     slots: tuple
     tally: tuple
 
-    @classmethod
-    def cut(cls, text: str, placeholders: tuple, places: tuple, tally=()) -> Optional["Template"]:
-        """The template of `text` rendered with each per-record value replaced by its slot's
-        encoded placeholder, where slot i should appear places[i] times; None if any appears
-        another number of times (case data holding a placeholder itself: not memoized)."""
-        # Placeholders are found as a regular expression of their alternation finds them (the
-        # leftmost, the first listed at a tie, none overlapping), by str.find: a record is
-        # tens of kilobytes and a scan for a literal costs a fraction of a pattern's.
-        parts, slots, start = [], [], 0
-        found = [text.find(p) for p in placeholders]
-        while True:
-            at = min((f for f in found if f >= 0), default=-1)
-            if at < 0:
-                break
-            slot = found.index(at)
-            parts.append(text[start:at])
-            slots.append(slot)
-            start = at + len(placeholders[slot])
-            found = [f if f < 0 or f >= start else text.find(p, start) for f, p in zip(found, placeholders)]
-        parts.append(text[start:])
-        if tuple(slots.count(i) for i in range(len(placeholders))) != tuple(places):
-            return None
-        return cls(tuple(parts), tuple(slots), tuple(tally))
-
-    def fill(self, values: tuple) -> str:
+    def fill(self, values: tuple) -> bytes:
         """The output with values[i], encoded as the output encodes it, in every slot i."""
         out = [self.parts[0]]
         for slot, part in zip(self.slots, self.parts[1:]):
             out += (values[slot], part)
-        return "".join(out)
+        return b"".join(out)
 
     def size(self) -> int:
         return sum(len(p) for p in self.parts) + 64 * len(self.parts)

@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 from conftest import ROOT, case_with, reference_case
 
 from ionm_logic import batch
-from ionm_logic.api import knowledge_base, pose
+from ionm_logic.api import decide, knowledge_base, pose, pose_input
 from ionm_logic.case import parse_case
-from ionm_logic.memo import DecisionMemo, Template, decision_key, key_size, placeholder
+from ionm_logic.inputs import parse_input
+from ionm_logic.memo import DecisionMemo, Template, decision_key, key_size
 
 BUNDLE = ROOT / "examples" / "fhir" / "alif-plif-l5-s1.claim.json"
 MEMO = 32 * 1024 * 1024
@@ -156,19 +157,22 @@ def test_a_changed_option_or_rule_set_misses(kb, tmp_path):
     assert key_of(other, doc) != plain
 
 
+# Case text that looks like a record's per-record values, as each format writes them.
+LOOKALIKES = ['gen-1', '"source":{"record":1,"file":"cases.jsonl","line":1}}', '1,cases.jsonl,1,gen-1,',
+              '"case_id":"gen-1"', "\0ionm-logic case_id\0", "a\r\nb"]
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
-def test_case_data_holding_a_placeholder_is_decided_not_remembered(fmt):
-    # A billed code the rules do not know is echoed in its line: a code that is the case id's
-    # placeholder makes the record hold it once too often, and the memo refuses to cut it.
-    doc = case_with(**{"services": [{"code": placeholder("case_id")}]})
-    records = records_of([doc, renamed(doc, "other")])
-    remembered, memo = run(records, fmt=fmt)
-    assert len(memo) == 0 and memo.hits == 0
-    assert remembered == run(records, memo_bytes=0, fmt=fmt)[0]
-    if fmt == "jsonl":  # the code is written as it was given
-        assert json.loads(remembered.splitlines()[0])["lines"][0]["code"] == placeholder("case_id")
-    else:
-        assert placeholder("case_id") in remembered.splitlines()[1].split(",")
+def test_case_data_that_looks_like_a_per_record_value_is_remembered_and_a_hit_stays_exact(fmt):
+    # A billed code the rules do not know is echoed in its line: codes that read like a case
+    # id, a source or a CSV row's first cells are case data the memo keeps as it is.
+    docs = [case_with(case_id="gen-1", **{"services": [{"code": code} for code in LOOKALIKES]})]
+    docs.append(renamed(docs[0], "gen-2"))
+    remembered, memo = run(records_of(docs), fmt=fmt)
+    assert (memo.hits, len(memo)) == (1, 1)
+    assert remembered == run(records_of(docs), memo_bytes=0, fmt=fmt)[0]
+    if fmt == "jsonl":  # the codes are written as they were given
+        assert [line["code"] for line in json.loads(remembered.splitlines()[1])["lines"]] == LOOKALIKES
 
 
 def test_error_records_are_not_remembered():
@@ -180,28 +184,53 @@ def test_error_records_are_not_remembered():
     assert all(json.loads(line)["schema"] == "ionm-logic/error/v1" for line in remembered.splitlines())
 
 
-def test_a_template_fills_each_slot_where_its_placeholder_was():
-    text = 'A<id>B<src>C<id>D'
-    template = Template.cut(text, ("<id>", "<src>"), (2, 1))
-    assert template.fill(("1", "two")) == "A1BtwoC1D"
-    assert Template.cut(text, ("<id>", "<src>"), (1, 1)) is None  # <id> found twice, not once
+def test_a_template_fills_each_slot_between_its_parts():
+    text = b"xBy"
+    template = Template((b"A", memoryview(text)[1:2], b"C", b""), (0, 1, 0), ())
+    assert template.fill((b"1", b"two")) == b"A1BtwoC1"
+    assert template.size() == 3 + 4 * 64
 
 
-@settings(max_examples=300, deadline=None)
-@given(text=st.lists(st.sampled_from(["<id>", "<src>", "<i", "d>", "<", ">", "x", "<id><src>"]), max_size=12).map("".join),
-       placeholders=st.sampled_from([("<id>", "<src>"), ("<id>", "<id>x"), ("<id>x", "<id>"), ("<", "<id>")]))
-def test_a_template_cuts_where_a_regular_expression_of_the_placeholders_finds_them(text, placeholders):
-    # Template.cut finds placeholders with str.find; it must cut where the alternation's
-    # finditer does (leftmost, first listed at a tie, none overlapping), and fill back the text.
-    matches = list(re.finditer("|".join(re.escape(p) for p in placeholders), text))
-    places = tuple(sum(m.group() == p for m in matches) for p in placeholders)
-    template = Template.cut(text, placeholders, places)
-    assert template.slots == tuple(placeholders.index(m.group()) for m in matches)
-    assert template.fill(placeholders) == text
+@pytest.fixture(scope="module")
+def decided():
+    """(case, document) of the reference case decided as a batch worker decides it."""
+    kb = knowledge_base()
+    inp = parse_input(json.dumps(reference_case()).encode(), kb)
+    return inp.case, decide(kb, pose_input(kb, inp), proofs=True).document
+
+
+RECORDS = st.builds(lambda n, file, line, case_id: (batch.Record(n, line, file, b""), case_id),
+                    st.integers(1, 10 ** 9), st.text(), st.none() | st.integers(1, 10 ** 9), st.text())
+
+
+@settings(max_examples=200, deadline=None)
+@given(fmt=st.sampled_from(["jsonl", "csv"]), first=RECORDS, second=RECORDS)
+def test_a_template_filled_for_another_record_is_that_records_fresh_rendering(decided, fmt, first, second):
+    # The template a miss keeps, cut from the first record's rendering, filled with the second
+    # record's values: the bytes the second record renders to afresh, for any ids, files and
+    # lines (JSON escapes, CSV quoting, formula cells), and the miss gives its own rendering.
+    case, document = decided
+    (record, case_id), (other, other_id) = first, second
+    result = dict(document, case_id=case_id)
+    text, template = batch._remembered(record, case, result, fmt, batch._slot_values(record, case_id, fmt), ())
+    assert text == batch._render_result(record, case, result, fmt)
+    assert template.fill(batch._slot_values(other, other_id, fmt)) == \
+        batch._render_result(other, case, dict(document, case_id=other_id), fmt)
+
+
+def test_a_document_whose_per_record_values_are_not_in_place_is_not_remembered(decided):
+    # Found by place, not by search: a document that does not begin with its schema and case
+    # id, or already holds a source, has no template (and its record is rendered as usual).
+    case, document = decided
+    record = batch.Record(1, 1, "cases.jsonl", b"")
+    for result in ({k: document[k] for k in reversed(document)}, dict(document, source="case data")):
+        values = batch._slot_values(record, result["case_id"], "jsonl")
+        assert batch._remembered(record, case, result, "jsonl", values, ()) == \
+            (batch._render_result(record, case, result, "jsonl"), None)
 
 
 def test_memory_stays_within_its_bound():
-    template = Template(("x" * 1000, "y" * 1000), (0,), ())
+    template = Template((b"x" * 1000, b"y" * 1000), (0,), ())
     keys = [f"key {n:04d}" for n in range(21)]  # decision_key gives strings
     memo = DecisionMemo(max_bytes=5 * (template.size() + key_size(keys[0])))
     for n in range(20):
