@@ -15,6 +15,7 @@ rendered once, and the template keeps views of it, not a copy.
 from __future__ import annotations
 
 import json
+import operator
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -30,14 +31,21 @@ def decision_key(kb, posed, options: tuple, locate: Optional[Callable] = None) -
 
     One JSON string: exact (every part typed and framed) and, unlike nested tuples, nothing the
     cyclic garbage collector walks however many entries the memo holds."""
-    facts = [(f.pred, f.values, locate(f.pointer) if locate else f.pointer) for f in posed.facts]
-    return json.dumps([kb.sha256, posed.policy.pack, posed.policy.version, posed.case.date_of_service.isoformat(),
-                       options, facts], ensure_ascii=False, separators=(",", ":"), default=_typed)
+    facts = [(f.pred, f.values, locate(f.pointer)) for f in posed.facts] if locate else \
+        list(map(_FACT, posed.facts))
+    return _KEY.encode([kb.sha256, posed.policy.pack, posed.policy.version, posed.case.date_of_service.isoformat(),
+                        options, facts])
 
 
 def _typed(value):
     # Fact values are str, int, bool or float; anything else keeps its type in the key.
     return [type(value).__name__, str(value)]
+
+
+_FACT = operator.attrgetter("pred", "values", "pointer")
+# One encoder for every key: json.dumps with options builds an encoder per call, a third of a
+# key's cost. A key is a tree of lists and tuples, never a cycle: no circular check.
+_KEY = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_typed, check_circular=False)
 
 
 def key_size(key: str) -> int:

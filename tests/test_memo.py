@@ -229,6 +229,18 @@ def test_a_document_whose_per_record_values_are_not_in_place_is_not_remembered(d
             (batch._render_result(record, case, result, "jsonl"), None)
 
 
+def test_fact_values_equal_in_python_but_of_other_types_have_other_keys(kb):
+    # 1 == 1.0 == True in Python; a decision on one is not a decision on another.
+    from types import SimpleNamespace
+    from ionm_logic.case import CaseFact
+
+    posed = pose(parse_case(json.dumps(reference_case())), kb)
+    keys = {decision_key(kb, SimpleNamespace(policy=posed.policy, case=posed.case,
+                                             facts=[CaseFact("p", ("case", value), "/x")]), ())
+            for value in (1, 1.0, True, "1", "True", 1j)}
+    assert len(keys) == 6
+
+
 def test_memory_stays_within_its_bound():
     template = Template((b"x" * 1000, b"y" * 1000), (0,), ())
     keys = [f"key {n:04d}" for n in range(21)]  # decision_key gives strings
