@@ -229,16 +229,25 @@ def test_a_document_whose_per_record_values_are_not_in_place_is_not_remembered(d
             (batch._render_result(record, case, result, "jsonl"), None)
 
 
-def test_fact_values_equal_in_python_but_of_other_types_have_other_keys(kb):
-    # 1 == 1.0 == True in Python; a decision on one is not a decision on another.
+def test_a_key_tells_values_apart_by_type_and_not_by_which_objects_are_shared(kb):
+    # 1 == 1.0 == True in Python, and a date is no string: a decision on one is not a decision
+    # on another. Equal facts built from shared or from separate objects have one key.
+    import datetime
     from types import SimpleNamespace
     from ionm_logic.case import CaseFact
 
     posed = pose(parse_case(json.dumps(reference_case())), kb)
-    keys = {decision_key(kb, SimpleNamespace(policy=posed.policy, case=posed.case,
-                                             facts=[CaseFact("p", ("case", value), "/x")]), ())
-            for value in (1, 1.0, True, "1", "True", 1j)}
-    assert len(keys) == 6
+
+    def key(*facts):
+        return decision_key(kb, SimpleNamespace(policy=posed.policy, case=posed.case, facts=list(facts)), ())
+
+    values = (1, 1.0, True, "1", "True", 1j, datetime.date(2024, 1, 2), "2024-01-02")
+    odd = CaseFact("r", ("case", datetime.date(2000, 1, 1)), "/z")  # a value marshal cannot write
+    for other in ((), (odd,)):
+        assert len({key(CaseFact("p", ("case", value), "/x"), *other) for value in values}) == len(values)
+    shared = "".join(["L", "5"])
+    apart = [CaseFact("p", ("case", "".join(["L", "5"])), "/x"), CaseFact("q", ("case", "".join(["L", "5"])), "/y")]
+    assert key(CaseFact("p", ("case", shared), "/x"), CaseFact("q", ("case", shared), "/y")) == key(*apart)
 
 
 def test_memory_stays_within_its_bound():
