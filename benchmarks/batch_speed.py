@@ -22,7 +22,10 @@ Each configuration is `python -m ionm_logic batch` over the same generated files
 - each figure the median of --runs runs, the runs taken in turn over every configuration (the
   load of a shared machine drifts: this way it falls on all of them alike), and the spread of
   cases per CPU-second with --jobs 1 (least–most) beside it;
-- with --rss-cases, peak RSS of a --jobs 1 batch over that many cases (flat = streaming).
+- with --rss-cases, peak RSS of a --jobs 1 batch over that many cases (flat = streaming);
+- every tree's package byte-compiled before the runs, as an installed package is (pip compiles
+  at install, and Python on first import): a machine that sets PYTHONDONTWRITEBYTECODE would
+  otherwise compile it from source in every run, about 0.1 s of each start-up.
 """
 import argparse
 import os
@@ -40,6 +43,13 @@ ROOT = Path(__file__).resolve().parent.parent
 def generate(n: int, path: Path, *extra) -> None:
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "generate_cases.py"), str(n), str(path), *extra],
                    check=True)
+
+
+def byte_compile(tree: Path) -> None:
+    # compileall writes the caches whatever PYTHONDONTWRITEBYTECODE says; stale ones are
+    # replaced, as Python replaces them on import.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "ionm_logic")], check=True,
+                   stdout=subprocess.DEVNULL)
 
 
 def _children_cpu() -> float:
@@ -119,6 +129,8 @@ def main():
         ("memo on, limit on (defaults)", ROOT, (), None),
         ("memo off, limit off", ROOT, ("--memo-mb", "0"), limit_off),
         ("memo on, limit off", ROOT, (), limit_off)]
+    for tree in {tree for _label, tree, _extra, _env in configs}:
+        byte_compile(tree)
     print(f"{os.cpu_count()} CPUs; load average before the run: {os.getloadavg()[0]:.1f}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -577,8 +577,10 @@ def run(records: Iterator[Record], sink: Sink, options: Options, jobs: int = 1, 
     Records go to worker processes in chunks of up to `chunk`, one chunk per worker at a time,
     and at most 4 chunks' worth per worker are read ahead of the writer: memory stays bounded by
     the records in flight. A repeat of a case read before goes to the worker given its twin, so
-    that worker's decision memo answers it (_Router). Workers report each
-    record as it is decided, so this process knows what each is deciding and since when: a
+    that worker's decision memo answers it (_Router). A worker notes when it begins each record
+    in memory shared with this process and sends a chunk's outcomes together (a message per
+    record costs this process a wake-up per record: on a 2-core machine that CPU is taken from
+    the workers), so this process knows what each worker is deciding and since when: a
     record past the time limit (limits.configured_seconds) has its worker killed and becomes one
     error record in its place (counted in Summary.errors and .timeouts, not as internal: like
     `explain`'s exit 2, it is the rules' doing), and a fresh worker takes the rest. Even one job
@@ -653,26 +655,27 @@ class _WorkerDied(Exception):
 @dataclass
 class _Task:
     """A chunk given to a worker: its records (in the order it decides them, not always a run
-    of the input), how many of their outcomes were received, and when the record now being
-    decided was started (as the parent saw it)."""
+    of the input), and when this process gave it (or saw the worker ready, if later): the start
+    of its first record's time until the worker says when it began that record."""
     seq: int
     records: list
-    decided: int
     since: float
-
-    def deciding(self) -> Record:
-        return self.records[self.decided]
 
 
 class _Worker:
-    def __init__(self, ctx, options: Options):
+    def __init__(self, ctx, options: Options, slots: int):
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, options), daemon=True)
+        # When the worker began each record of its task, by index (0: not yet), in shared memory:
+        # the parent times each record without a message, and so a wake-up, per record.
+        self.started = ctx.RawArray("d", slots)
+        self.process = ctx.Process(target=_worker_main, args=(child, options, self.started), daemon=True)
         self.process.start()
         child.close()
         self.task: Optional[_Task] = None
 
     def give(self, task: _Task, records: list) -> None:
+        # The worker is between tasks: nothing writes the starts while they are cleared.
+        self.started[:len(records)] = [0.0] * len(records)
         self.task = task
         task.since = time.monotonic()
         try:
@@ -680,13 +683,22 @@ class _Worker:
         except OSError:
             raise _WorkerDied(_death(self)) from None
 
+    def deciding(self) -> tuple:
+        """(index in its task, since when) of the record the worker is deciding now."""
+        starts = self.started[:len(self.task.records)]
+        for index in range(len(starts) - 1, -1, -1):
+            if starts[index]:
+                return index, starts[index]
+        return 0, self.task.since
+
 
 _READY = (None, None)  # a worker's first message: its rules are loaded
 
 
-def _worker_main(conn, options: Options) -> None:
-    """A worker: decide chunks until told to stop, sending each record's outcome as soon as it
-    is decided (the parent times each record). Stop signals are the parent's to handle."""
+def _worker_main(conn, options: Options, started) -> None:
+    """A worker: decide chunks until told to stop, noting in `started` when it begins each
+    record (the parent times each record) and sending a chunk's outcomes together once it is
+    decided. Stop signals are the parent's to handle."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
@@ -698,16 +710,19 @@ def _worker_main(conn, options: Options) -> None:
             if task is None:
                 break
             seq, records = task
-            for record in records:
-                conn.send((seq, decide_record(record)))
+            outcomes = []
+            for index, record in enumerate(records):
+                started[index] = time.monotonic()
+                outcomes.append(decide_record(record))
+            conn.send((seq, outcomes))
     except (EOFError, OSError):
         pass  # the parent is gone: nothing to report to
 
 
-def _start_worker(ctx, options: Options) -> _Worker:
+def _start_worker(ctx, options: Options, chunk: int) -> _Worker:
     # A worker starts with stop signals held off, so none arrives before it ignores them.
     with _signals_held():
-        return _Worker(ctx, options)
+        return _Worker(ctx, options, chunk)
 
 
 def _run_workers(records: Iterator[Record], writer: _Writer, options: Options, jobs: int, chunk: int,
@@ -717,8 +732,9 @@ def _run_workers(records: Iterator[Record], writer: _Writer, options: Options, j
     workers = []
     try:
         for _ in range(jobs):
-            workers.append(_start_worker(ctx, options))
-        _schedule(records, writer, workers, chunk, pending, _Limit(limit, ctx, options), _router_for(options, jobs))
+            workers.append(_start_worker(ctx, options, chunk))
+        _schedule(records, writer, workers, chunk, pending, _Limit(limit, ctx, options, chunk),
+                  _router_for(options, jobs))
         for w in workers:
             w.conn.send(None)
         for w in workers:
@@ -741,33 +757,35 @@ class _Limit:
     seconds: Optional[float]
     ctx: object
     options: Options
+    chunk: int
 
     def deadline(self, busy: list) -> Optional[float]:
         """Seconds until the first busy worker's record passes the limit (None: no limit)."""
         if self.seconds is None or not busy:
             return None
-        return max(0.0, min(w.task.since for w in busy) + self.seconds - time.monotonic())
+        return max(0.0, min(w.deciding()[1] for w in busy) + self.seconds - time.monotonic())
 
     def passed(self, w: _Worker) -> bool:
-        return self.seconds is not None and time.monotonic() - w.task.since >= self.seconds
+        return self.seconds is not None and time.monotonic() - w.deciding()[1] >= self.seconds
 
     def replace(self, w: _Worker) -> tuple:
         """(a fresh worker, the timeout error outcome): kill `w`, whose record ran past the
-        limit, and give the rest of its chunk to the fresh worker. The engine holds the GIL
-        inside its loop: only SIGKILL from outside ends it."""
+        limit, and give the rest of its chunk to the fresh worker: the records after that one,
+        and those before it, whose outcomes died unsent with `w` (deciding one again gives the
+        same bytes). The engine holds the GIL inside its loop: only SIGKILL from outside ends it."""
         from .engine.limits import DecisionTimeout
 
         task = w.task
+        index, _since = w.deciding()
         w.process.kill()
         w.process.join()
         w.conn.close()
-        outcome = _error_outcome(task.deciding(), DecisionTimeout(self.seconds).problems, self.options)
+        outcome = _error_outcome(task.records[index], DecisionTimeout(self.seconds).problems, self.options)
         outcome.timed_out = True
-        task.decided += 1
-        fresh = _start_worker(self.ctx, self.options)
-        rest = task.records[task.decided:]
+        fresh = _start_worker(self.ctx, self.options, self.chunk)
+        rest = task.records[:index] + task.records[index + 1:]
         if rest:
-            fresh.give(task, rest)
+            fresh.give(_Task(task.seq, rest, 0.0), rest)
         return fresh, outcome
 
 
@@ -893,7 +911,18 @@ def _schedule(records: Iterator[Record], writer: _Writer, workers: list, chunk: 
     done = {}                          # number -> outcome received and not written
     seq = 0
     exhausted = False
+
+    def hand_out():
+        nonlocal seq
+        for slot, w in enumerate(workers):
+            if w.task is None:
+                part = router.take(slot, chunk)
+                if part:
+                    w.give(_Task(seq, part, 0.0), part)
+                    seq += 1
+
     while True:
+        hand_out()  # before writing: a worker that sent its chunk waits for nothing else here
         run = []
         while order and order[0] in done:
             run.append(done.pop(order.popleft()))
@@ -909,12 +938,7 @@ def _schedule(records: Iterator[Record], writer: _Writer, workers: list, chunk: 
             order.append(record.number)
             unwritten[record.number] = record
             router.add(record)
-        for slot, w in enumerate(workers):
-            if w.task is None:
-                part = router.take(slot, chunk)
-                if part:
-                    w.give(_Task(seq, part, 0, 0.0), part)
-                    seq += 1
+        hand_out()
         busy = [w for w in workers if w.task is not None]
         if not busy:
             # Every record read was given out and decided (written above): the input is done.
@@ -927,17 +951,15 @@ def _schedule(records: Iterator[Record], writer: _Writer, workers: list, chunk: 
             if w.conn in ready or w.conn.poll():
                 while w.task is not None and w.conn.poll():
                     try:
-                        got, outcome = w.conn.recv()
+                        got, outcomes = w.conn.recv()
                     except (EOFError, OSError):
                         raise _WorkerDied(_death(w)) from None
-                    task = w.task
-                    task.since = time.monotonic()
                     if got is None:  # _READY: loading the rules is not the first record's time
+                        w.task.since = time.monotonic()
                         continue
-                    done[outcome.number] = outcome
-                    task.decided += 1
-                    if task.decided == len(task.records):
-                        w.task = None
+                    for outcome in outcomes:
+                        done[outcome.number] = outcome
+                    w.task = None
             elif w.process.sentinel in ready:
                 raise _WorkerDied(_death(w))  # killed by someone else: the run cannot vouch for the rest
             elif limit.passed(w):

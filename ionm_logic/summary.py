@@ -83,48 +83,38 @@ def _more(rest: int) -> str:
 
 
 def _stacked(groups: dict, heads: list) -> str:
-    if not groups:
-        return '<p class="empty">Nothing to show.</p>'
     totals = {k: sum(c.values()) for k, c in groups.items()}
+    return _chart(totals, lambda key: [(groups[key][head], COLOURS[head], f"{_e(key)}: {groups[key][head]} "
+                                        f"{_e(head.replace('_', ' '))}") for head in heads if groups[key][head]],
+                  label=300, clip=40, empty="Nothing to show.")
+
+
+def _bars(counts: Counter, colour: str) -> str:
+    return _chart(counts, lambda key: [(counts[key], colour, f"{_e(key)}: {counts[key]}")],
+                  label=330, clip=48, empty="None.")
+
+
+def _chart(totals: dict, segments, label: int, clip: int, empty: str) -> str:
+    """One bar per key of the TOP largest `totals`: `segments(key)` gives its parts side by side,
+    (count, colour, escaped title) each, and its total is written after it."""
+    if not totals:
+        return f'<p class="empty">{empty}</p>'
     keys = _order(totals)
     shown = keys[:TOP]
     top = max(totals.values())
-    width, label, bar_h = 780, 300, 22
+    width, bar_h = 780, 22
     rows = []
     for i, key in enumerate(shown):
         y = i * (bar_h + 6)
         x = label
-        parts = [f'<text x="{label - 8}" y="{y + 15}" text-anchor="end">{_e(_clip(key, 40))}</text>']
-        for head in heads:
-            n = groups[key][head]
-            if not n:
-                continue
+        parts = [f'<text x="{label - 8}" y="{y + 15}" text-anchor="end">{_e(_clip(key, clip))}</text>']
+        for n, colour, title in segments(key):
             w = n / top * (width - label - 60)
-            parts.append(f'<rect x="{x:.1f}" y="{y}" width="{max(w, 1):.1f}" height="{bar_h}" fill="{COLOURS[head]}">'
-                         f'<title>{_e(key)}: {n} {_e(head.replace("_", " "))}</title></rect>')
+            parts.append(f'<rect x="{x:.1f}" y="{y}" width="{max(w, 1):.1f}" height="{bar_h}" fill="{colour}">'
+                         f'<title>{title}</title></rect>')
             x += w
         parts.append(f'<text x="{x + 6:.1f}" y="{y + 15}" class="n">{totals[key]}</text>')
         rows.append("".join(parts))
-    height = len(shown) * (bar_h + 6)
-    return (f'<svg role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}">'
-            + "".join(rows) + "</svg>" + _more(len(keys) - len(shown)))
-
-
-def _bars(counts: Counter, colour: str) -> str:
-    if not counts:
-        return '<p class="empty">None.</p>'
-    keys = _order(counts)
-    shown = keys[:TOP]
-    top = max(counts.values())
-    width, label, bar_h = 780, 330, 22
-    rows = []
-    for i, key in enumerate(shown):
-        y = i * (bar_h + 6)
-        w = counts[key] / top * (width - label - 60)
-        rows.append(f'<text x="{label - 8}" y="{y + 15}" text-anchor="end">{_e(_clip(key, 48))}</text>'
-                    f'<rect x="{label}" y="{y}" width="{max(w, 1):.1f}" height="{bar_h}" fill="{colour}">'
-                    f'<title>{_e(key)}: {counts[key]}</title></rect>'
-                    f'<text x="{label + w + 6:.1f}" y="{y + 15}" class="n">{counts[key]}</text>')
     height = len(shown) * (bar_h + 6)
     return (f'<svg role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}">'
             + "".join(rows) + "</svg>" + _more(len(keys) - len(shown)))

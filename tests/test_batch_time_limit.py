@@ -10,14 +10,19 @@ levels and is empty, so it ends, on a case with one: the hang depends on the cas
 import csv
 import io
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
 
 from conftest import REFERENCE, ROOT
+
+from ionm_logic import batch
+from ionm_logic.batch import ERROR_SCHEMA
 
 HANGS = ROOT / "tests" / "fixtures" / "rules" / "a-symmetric-and-transitive-predicate"
 LIMIT = 3  # seconds: long enough for a one-level case on a loaded machine, short for the test
@@ -139,3 +144,54 @@ def test_every_case_past_the_limit_is_its_own_error_and_a_long_run_goes_on(tmp_p
     assert "20 record(s), 16 decided, 4 error(s) (4 past the time limit)" in proc.stderr
     # Two workers: the four hangs cost about two limits each side by side, not forever.
     assert took < 4 * 2 + 40
+
+
+# A worker sends a chunk's outcomes together and notes when it begins each record in memory the
+# parent reads: the limit is on each record, never on its chunk, and a record past it costs
+# only itself. Each run below is batch.run in this process with forked workers, whose
+# decide_record is this test's wrapper (the shipped rules; a record "hangs" by sleeping).
+forked_only = pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(),
+                                 reason="the wrapped decide_record reaches workers only when they are forked")
+
+
+def slowed(monkeypatch, seconds, hangs=()):
+    decide = batch.decide_record
+
+    def slow(record):
+        time.sleep(600 if record.number in hangs else seconds)
+        return decide(record)
+
+    monkeypatch.setattr(batch, "decide_record", slow)
+
+
+def chunk_run(monkeypatch, limit, count, chunk):
+    monkeypatch.setenv("IONM_LOGIC_TIME_LIMIT", str(limit))
+    records = [batch.Record(n, n, "claims.jsonl", json.dumps(case(f"c{n}", ["L5"] if n % 2 else ["L4"])).encode())
+               for n in range(1, count + 1)]
+    with tempfile.TemporaryFile() as out:
+        summary = batch.run(iter(records), batch.Sink(out.fileno(), "output"), batch.Options(), jobs=1, chunk=chunk)
+        out.seek(0)
+        return out.read().splitlines(), summary
+
+
+@forked_only
+def test_the_limit_is_on_each_record_of_a_chunk_not_on_the_chunk(monkeypatch):
+    # 8 records of 0.5 s in one chunk: 4 s for the chunk, past the 1.5 s limit; no record is.
+    slowed(monkeypatch, 0.5)
+    records, summary = chunk_run(monkeypatch, 1.5, 8, 8)
+    assert (summary.records, summary.errors, summary.timeouts) == (8, 0, 0)
+    assert [json.loads(r)["case_id"] for r in records] == [f"c{n}" for n in range(1, 9)]
+
+
+@forked_only
+def test_a_record_past_the_limit_late_in_a_chunk_costs_only_itself(monkeypatch):
+    # Record 6 of a chunk of 8 hangs: its worker dies with the outcomes of records 1-5 unsent, so
+    # the fresh worker decides them again with 7 and 8, and every one is the bytes it would be.
+    monkeypatch.setenv("IONM_LOGIC_TIME_LIMIT", "off")
+    expected, _summary = chunk_run(monkeypatch, "off", 8, 8)
+    slowed(monkeypatch, 0.2, hangs={6})
+    records, summary = chunk_run(monkeypatch, 1.5, 8, 8)
+    assert (summary.records, summary.errors, summary.timeouts) == (8, 1, 1)
+    assert records[:5] == expected[:5] and records[6:] == expected[6:]
+    error = json.loads(records[5])
+    assert error["schema"] == ERROR_SCHEMA and error["case_id"] == "c6" and error["source"]["record"] == 6
