@@ -424,7 +424,10 @@ def _remembered(record: Record, case, result: dict, fmt: str, values: tuple, tal
     if next(keys, None) != "schema" or next(keys, None) != "case_id" or "source" in result:
         return text, None
     head = b'{"schema":' + _JSON.encode(result["schema"]).encode("utf-8") + b',"case_id":'
-    rest = memoryview(text)[len(head) + len(values[0]):len(text) - len(values[1]) - 2]
+    tail = values[1] + b"}\n"
+    if not (text.startswith(head + values[0]) and text.endswith(tail)):  # held here, not trusted from afar
+        return text, None
+    rest = memoryview(text)[len(head) + len(values[0]):len(text) - len(tail)]
     return text, Template((head, rest, b"}\n"), (0, 1), tuple(tally))
 
 
