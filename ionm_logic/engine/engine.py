@@ -115,6 +115,12 @@ def _renamed(rows, old, new) -> list:
             for row in rows]
 
 
+def _matching(found, consts: tuple, held: tuple) -> frozenset:
+    """The tuples of `found` with constant `consts` and values among `held` at their places
+    (an input's view: _Stages.scan)."""
+    return frozenset([v for v in found if all(v[i] == c for i, c in consts) and all(v[i] in s for i, s in held)])
+
+
 def _holds_at(parts: list, positions: tuple, value) -> bool:
     """Whether a tuple of some parts[j] holds `value` at one of positions[j]."""
     return any(v[i] == value and type(v[i]) is type(value) for part, places in zip(parts, positions) if places
@@ -479,6 +485,9 @@ class Engine:
         # above call it with (pyDatalog tables subgoals per pattern and only within one ask).
         self._width = self.ruleset.width
         self._stages = {}
+        # rule number -> its decisive inputs over case facts alone, (pred, constants, held):
+        # the same in every pack's stages that hold the rule (they read no answers).
+        self._fact_inputs = {}
         for number, pack in enumerate(self.ruleset.packs):
             stages = self._stages[pack] = _Stages(self.ruleset, pack, number)
             for pred in sorted(stages.frozen_preds):
@@ -490,6 +499,9 @@ class Engine:
                     _add_clause(head, self._compiled_body(rule, stages.engine_name(rule)))
             for level, rules in enumerate(stages.levels):
                 self._add_union(stages.union_name(level), rules, stages.engine_name)
+            for n, scan in stages.scan.items():
+                self._fact_inputs.setdefault(n, tuple((pred, consts, held) for answer, pred, _v, consts, held, decisive
+                                                      in scan if decisive and not answer))
         self._logic = Logic(True)
 
     def _compiled_body(self, rule, engine_name=_pyname) -> list:
@@ -559,6 +571,8 @@ class Engine:
         if independent and self.index(rule) in self._global_tables:
             return self._global_tables[self.index(rule)]
         self._activate()
+        if not independent and self._case_frame is not None and not self._deltas and self._no_witness(rule):
+            return []
         query = self._rule_queries.get(self.index(rule))
         if query is None:
             query = self._rule_queries[self.index(rule)] = pyEngine.Literal(
@@ -568,6 +582,14 @@ class Engine:
         if independent:
             self._global_tables[self.index(rule)] = rows
         return rows
+
+    def _no_witness(self, rule) -> bool:
+        """Whether a decisive input of the rule over case facts (_Stages.inputs) matches none of
+        the asserted case's facts: then its body has no witness, and no ask need say so (a
+        proof trying a rule gated to another pack asks nothing, nor asserts the case for it)."""
+        facts = self._fact_sets
+        return any(not _matching(facts.get(pred, _NONE), consts, held)
+                   for pred, consts, held in self._fact_inputs.get(self.index(rule), ()))
 
     def case_tables(self, pack: str, case_key: str = "case") -> dict:
         """The witness table of every rule `pack_rules(pack)` names, for the asserted case's
@@ -600,6 +622,8 @@ class Engine:
         """The head tuple each witness row of `rule` derives (RuleSet.head_tuples), kept for
         the rows list itself: the memo hands the same list to every case with those inputs.
         The list returned is shared: callers read it, never change it."""
+        if not rows:
+            return []  # not kept: an empty table is a new list in every case
         kept = self._heads.get(id(rows))
         if kept is not None and kept[0] is rows and kept[1] is rule:
             return kept[2]
@@ -654,8 +678,7 @@ class Engine:
                     if found is None:
                         if len(views) > 50_000:
                             views.clear()
-                        found = views[(view, whole)] = self._canonical(frozenset(
-                            [v for v in whole if all(v[i] == c for i, c in consts) and all(v[i] in s for i, s in held)]))
+                        found = views[(view, whole)] = self._canonical(_matching(whole, consts, held))
                 if decisive and not found and n not in live:
                     empty = True
                     break
