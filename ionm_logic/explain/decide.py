@@ -215,11 +215,13 @@ def overall(lines: list, chosen) -> dict:
 
 
 def citations_used(kb, result: dict, extra_nodes: list = ()) -> dict:
-    keys = set()
+    keys, walked = set(), set()
 
     def walk(node):
-        if node is None:
+        # Proofs share subtrees (the prover's memo): one walked already added its keys.
+        if node is None or id(node) in walked:
             return
+        walked.add(id(node))
         keys.update(node.get("citations") or [])
         for child in node.get("children") or []:
             walk(child)
