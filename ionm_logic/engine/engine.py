@@ -86,12 +86,9 @@ def _engine_fact(pred: str, encoded: list):
 
 
 # Bounds on what an engine keeps across cases: rule witnesses by their inputs (whole or line by
-# line; a key's sets are shared with the case's own, so an entry is a few hundred bytes), the
-# witnesses of the rules asked together in one stratum by the facts and answers they all read
-# (an entry holds a key of shared sets and a dict of shared tables), and unions of part of a
-# stratum compiled into pyDatalog (they stay compiled).
+# line; a key's sets are shared with the case's own, so an entry is a few hundred bytes), and
+# unions of part of a stratum compiled into pyDatalog (they stay compiled).
 RULE_MEMO_ENTRIES = 60_000
-STRATUM_MEMO_ENTRIES = 20_000
 SUBSET_UNIONS = 2_000
 _NONE = frozenset()
 # (predicate, constants, held values) -> an object standing for them in the views' keys: hashing
@@ -131,12 +128,12 @@ def _holds_at(parts: list, positions: tuple, value) -> bool:
 
 
 class _Memo:
-    """At most `entries` entries in two generations: when the newer one holds half, the older
-    is dropped and the newer takes its place; an entry found in the older moves to the newer.
-    What is used keeps its place; what no recent case used goes, half at a time."""
+    """At most RULE_MEMO_ENTRIES entries in two generations: when the newer one holds half,
+    the older is dropped and the newer takes its place; an entry found in the older moves to
+    the newer. What is used keeps its place; what no recent case used goes, half at a time."""
 
-    def __init__(self, entries: int):
-        self.half = max(1, entries // 2)
+    def __init__(self):
+        self.half = max(1, RULE_MEMO_ENTRIES // 2)
         self.new, self.old = {}, {}
 
     def __len__(self) -> int:
@@ -292,7 +289,6 @@ class _Stages:
                for t in (item.atom.args if isinstance(item, Literal) else (item.left, item.right)) if isinstance(t, Const)]
             + [a.value for f in ruleset.facts for a in f.atom.args])
         self._plans = {}
-        self._stratum_reads = {}
 
     @staticmethod
     def _bounds(rule, fact_rows: dict, only_facts: set) -> dict:
@@ -365,17 +361,6 @@ class _Stages:
                 out.update(n for p in self.component[pred] for n in self.numbers[p])
         return tuple(sorted(out))
 
-    def stratum_reads(self, numbers: tuple) -> tuple:
-        """(answer?, predicate) of every case fact and lower answer the rules `numbers` read
-        (their _Stages.inputs), once each, in a fixed order."""
-        found = self._stratum_reads.get(numbers)
-        if found is None:
-            found = tuple(sorted({(answer, pred) for n in numbers for answer, pred, *_rest in self.inputs[n]}))
-            if len(self._stratum_reads) > 4096:  # keys repeat across cases; bound it all the same
-                self._stratum_reads.clear()
-            self._stratum_reads[numbers] = found
-        return found
-
     def union_name(self, level: int) -> str:
         return _internal(f"p{self.number}_stratum_{level}")
 
@@ -446,9 +431,7 @@ class Engine:
         self.proof_memo = {}  # proofs of atoms no case fact reaches, shared by all cases
         self._rule_queries = {}
         self._subset_unions = {}  # (pack number, stratum, rule numbers) -> a union of those rules
-        self._rule_memo = _Memo(RULE_MEMO_ENTRIES)  # (rule number, the facts and answers its body reads) -> its witnesses
-        self._stratum_memo = _Memo(STRATUM_MEMO_ENTRIES)  # (rule numbers, what they read) -> their witnesses (_stratum)
-        self.stratum_hits = 0  # strata answered whole from the stratum memo, for tests
+        self._rule_memo = _Memo()  # (rule number, the facts and answers its body reads) -> its witnesses
         self._heads = {}  # id(witness rows) -> (those rows, their rule, their head tuples)
         self.line_hits = 0  # rules answered line by line from the memo (_line_keys), for tests
         self._views = {}  # (pred, constants or line places, facts or answers) -> those matching, or by line
@@ -549,7 +532,6 @@ class Engine:
             self._subset_unions.clear()
             self._reads.clear()
             self._rule_memo.clear()
-            self._stratum_memo.clear()
             self._views.clear()
             self._canon.clear()
             self._clauses.clear()
@@ -681,25 +663,7 @@ class Engine:
         """Put in `tables` the witnesses of the stratum's rules `numbers`, for the case facts
         `facts` and lower answers `answers` (pred -> frozenset) asserted now.
 
-        Their witnesses depend only on the facts and answers of the predicates their bodies
-        read (_Stages.stratum_reads): rules asked together before over the same sets, in this
-        case, one of its variants or an earlier case, are answered from the stratum memo whole,
-        without a look at each rule's inputs (the sets are canonical, so a key compares by
-        identity); the others by _rules."""
-        key = (stages.number, numbers, case_key,
-               *[answers[pred] if answer else facts.get(pred, _NONE) for answer, pred in stages.stratum_reads(numbers)])
-        known = self._stratum_memo.get(key)
-        if known is None:
-            found = {}
-            self._rules(stages, level, numbers, facts, answers, case_key, found)
-            known = self._stratum_memo[key] = {n: found[n] for n in numbers}
-            tables.update(found)
-        else:
-            self.stratum_hits += 1
-            tables.update(known)
-
-    def _rules(self, stages, level: int, numbers, facts: dict, answers: dict, case_key: str, tables: dict) -> None:
-        """_stratum, rule by rule. A rule's witnesses depend only on the facts and answers its body literals match
+        A rule's witnesses depend only on the facts and answers its body literals match
         (_Stages.inputs): those already found for the same inputs, in this case or an earlier
         one, are taken from the memo (exact: the inputs are its key), whole or line by line
         (_line_keys), and only the others are asked, in one union (a rule of a recursive
