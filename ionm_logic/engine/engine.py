@@ -206,6 +206,8 @@ class _Stages:
                 self.component[pred], self.level_of[pred] = members, level
         self.live_preds = {p for p, members in self.component.items() if len(members) > 1 or p in self.deps[p]}
         self.frozen_preds = {q for p in self.by_head for q in self.deps[p] if q not in self.component[p]}
+        # pred -> frozen_name(pred), named once: case_tables and every variant name them.
+        self.frozen_names = {p: self.frozen_name(p) for p in self.frozen_preds}
         count = 1 + max(self.level_of.values(), default=-1)
         self.levels = [[r for r in ruleset.pack_rules(pack) if self.level_of[r.head.pred] == k] for k in range(count)]
         self.frozen_at = [sorted(p for p in self.frozen_preds if self.level_of[p] == k) for k in range(count)]
@@ -354,6 +356,8 @@ class _Stages:
 
     def closed(self, numbers) -> tuple:
         """The rule numbers, with every rule of a recursive component one of them belongs to."""
+        if not self.live_preds:
+            return tuple(sorted(numbers))
         out = set(numbers)
         for n in list(out):
             pred = self.head_of[n]
@@ -524,7 +528,8 @@ class Engine:
         return pyEngine.Literal(item.op, [self._term(item.left), self._term(item.right)])
 
     def _activate(self) -> None:
-        self._check_thread()
+        if threading.get_ident() != self._owner:
+            self._check_thread()
         current = getattr(Logic.tl, "logic", None)
         if current is not self._logic:
             self._global_tables.clear()
@@ -611,7 +616,7 @@ class Engine:
                         heads[n] = self.head_tuples(rule, tables[n])
                         found.update(heads[n])
                     answers[pred] = self._canonical(frozenset(found))
-                    name = stages.frozen_name(pred)
+                    name = stages.frozen_names[pred]
                     self._case_frame.changes.extend([(name, values, True) for values in answers[pred]])
             self._case_tables[(pack, case_key)] = tables
             self._frozen_answers[(pack, case_key)] = answers
@@ -669,6 +674,7 @@ class Engine:
         (_line_keys), and only the others are asked, in one union (a rule of a recursive
         component is always asked, with its component)."""
         memo, todo, by_line, live, views = self._rule_memo, {}, {}, stages.live_rules, self._views
+        memo_new = memo.new
         for n in numbers:
             parts, empty = [n], False
             for answer, pred, view, consts, held, decisive in stages.scan[n]:
@@ -687,7 +693,9 @@ class Engine:
                 tables[n] = []
                 continue
             inputs = tuple(parts)
-            known = memo.get(inputs)
+            known = memo_new.get(inputs)  # _Memo.get, its common case without a call
+            if known is None:
+                known = memo.get(inputs)
             if known is not None and n not in live:
                 tables[n] = known
                 continue
@@ -900,7 +908,7 @@ class Engine:
                 for pred in sorted({stages.head_of[n] for n in asked_here} & stages.frozen_preds):
                     numbers = stages.numbers[pred]
                     for n in numbers:
-                        if n in tables and tables[n] != base[n]:
+                        if n in tables and tables[n] is not base[n] and tables[n] != base[n]:
                             break
                     else:
                         continue  # every rule kept the case's own witnesses, so the predicate its answers
@@ -914,7 +922,7 @@ class Engine:
                     if swapped is None:
                         swapped = _Changes([])
                         self._lazy.append(swapped)
-                    name = stages.frozen_name(pred)
+                    name = stages.frozen_names[pred]
                     swapped.changes.extend([(name, v, False) for v in answers[pred] - now] + [(name, v, True) for v in now - answers[pred]])
         finally:
             if swapped is not None:

@@ -32,7 +32,7 @@ class RulesError(Exception):
 
 def sort_key(values) -> tuple:
     """A total order on tuples of mixed ints and strings: the 'least witness' order."""
-    return tuple((0, v, "") if isinstance(v, int) else (1, 0, v) for v in values)
+    return tuple([(0, v, "") if isinstance(v, int) else (1, 0, v) for v in values])
 
 
 # --- finding, hashing and caching rule files ------------------------------------------

@@ -71,7 +71,7 @@ class Prover:
         if rule.head.pred not in self.kb.case_dependent:
             return self.kb.rule_table(rule)
         number = self.kb.index(rule)
-        rows = self.case_tables().get(number)
+        rows = (self.tables or self.case_tables()).get(number)
         if rows is None:  # a rule outside the pack's set, e.g. asked for by a query
             rows = self.tables[number] = self.kb.rule_table(rule)
         return rows

@@ -34,7 +34,8 @@ def plain(text, limit=None) -> str:
     and OSC escape sequence) shown as a backslash escape instead of acting; past `limit`
     characters, shortened with an ellipsis. Idempotent; text that needs nothing is unchanged."""
     text = str(text)
-    if any(_unsafe(ch) for ch in text):
+    # Printable ASCII throughout (the common case) has no character to escape: told in one pass.
+    if not (text.isascii() and text.isprintable()) and any(_unsafe(ch) for ch in text):
         text = "".join(_visible(ch) if _unsafe(ch) else ch for ch in text)
     if limit is not None and len(text) > limit:
         text = text[:limit - 1].rstrip() + "…"
