@@ -157,15 +157,16 @@ class _Memo:
 
 
 class _Delta:
-    """The case facts one fact_delta changes: all of them, and per predicate (present, values)."""
+    """The case facts one fact_delta changes: all of them, and per predicate (the values
+    removed, the values added)."""
 
     def __init__(self, add, remove):
         self.facts = frozenset(add) | frozenset(remove)
-        by_pred = {}
-        for present, facts in ((True, add), (False, remove)):
+        removed, added = {}, {}
+        for found, facts in ((added, add), (removed, remove)):
             for pred, values in facts:
-                by_pred.setdefault(pred, set()).add((present, tuple(values)))
-        self.by_pred = {pred: frozenset(found) for pred, found in by_pred.items()}
+                found.setdefault(pred, set()).add(tuple(values))
+        self.by_pred = {pred: (removed.get(pred, _NONE), added.get(pred, _NONE)) for pred in {**added, **removed}}
 
 
 class _Changes:
@@ -216,6 +217,12 @@ class _Stages:
                                                    and item.atom.pred in self.by_head}))
                       for rules in self.by_head.values() for r in rules}
         self.numbers = {pred: tuple(self.index(r) for r in rules) for pred, rules in self.by_head.items()}
+        self.readers = {}  # pred -> the numbers of the rules that read it (reads)
+        for n, preds in self.reads.items():
+            for pred in preds:
+                self.readers.setdefault(pred, set()).add(n)
+        self.readers = {pred: frozenset(found) for pred, found in self.readers.items()}
+        self._frozen_heads = {}
         self.live_rules = frozenset(n for n, pred in self.head_of.items() if pred in self.live_preds)
         # What a rule's witnesses depend on, literal by literal: the asserted case facts and
         # lower strata's answers that match the literal's constants, as (answer?, predicate,
@@ -364,6 +371,16 @@ class _Stages:
             if pred in self.live_preds:
                 out.update(n for p in self.component[pred] for n in self.numbers[p])
         return tuple(sorted(out))
+
+    def frozen_heads(self, numbers: tuple) -> tuple:
+        """The frozen predicates (frozen_preds) the rules `numbers` conclude, in name order."""
+        found = self._frozen_heads.get(numbers)
+        if found is None:
+            found = tuple(sorted({self.head_of[n] for n in numbers} & self.frozen_preds))
+            if len(self._frozen_heads) > 4096:  # keys repeat across cases; bound it all the same
+                self._frozen_heads.clear()
+            self._frozen_heads[numbers] = found
+        return found
 
     def union_name(self, level: int) -> str:
         return _internal(f"p{self.number}_stratum_{level}")
@@ -884,28 +901,25 @@ class Engine:
         number = self.ruleset.number
         asked = tuple([number[r.id] for r in rules])
         tables, now_answers, changed, facts = {}, dict(answers), set(), None
+        dirty = reading  # the rules reading a changed fact, and once answers change, their readers too
         swapped = None  # the frozen facts swapped: a block of changes (_Changes) opened at the first
         try:
             for level, candidates, later in stages.plan(asked, touched):
                 # A candidate is asked again only if it reads a changed fact or a predicate
                 # whose answers this variant changed; the others keep their base tables. With
                 # no answer changed and no later candidate reading a changed fact, none is.
-                if changed:
-                    todo = [n for n in candidates if n in reading or not changed.isdisjoint(stages.reads[n])]
-                elif reading.isdisjoint(later):
+                if not changed and reading.isdisjoint(later):
                     break
-                else:
-                    todo = reading.intersection(candidates)
+                todo = dirty.intersection(candidates)
                 if not todo:
                     continue
                 if facts is None:
                     facts = dict(self._fact_sets)
-                    for pred, changes in delta.by_pred.items():
-                        facts[pred] = self._canonical(facts.get(pred, _NONE) - {v for present, v in changes if not present}
-                                                      | {v for present, v in changes if present})
+                    for pred, (gone, new) in delta.by_pred.items():
+                        facts[pred] = self._canonical(facts.get(pred, _NONE) - gone | new)
                 asked_here = stages.closed(todo)
                 self._stratum(stages, level, asked_here, facts, now_answers, case_key, tables)
-                for pred in sorted({stages.head_of[n] for n in asked_here} & stages.frozen_preds):
+                for pred in stages.frozen_heads(asked_here):
                     numbers = stages.numbers[pred]
                     for n in numbers:
                         if n in tables and tables[n] is not base[n] and tables[n] != base[n]:
@@ -919,6 +933,7 @@ class Engine:
                         continue
                     now_answers[pred] = self._canonical(frozenset(now))
                     changed.add(pred)
+                    dirty = dirty | stages.readers.get(pred, _NONE)
                     if swapped is None:
                         swapped = _Changes([])
                         self._lazy.append(swapped)
