@@ -280,3 +280,22 @@ def test_a_rule_input_is_held_to_the_values_its_rule_file_facts_allow():
     held = dict(zip([pred for _a, pred, _c, _d, _p in stages.inputs[n]], stages.held[n]))
     assert held["has_diagnosis_in"] == ((1, prefixes),)
     assert held["clinical_sign"] == ()  # negated, beside no rule-file fact: held to nothing more
+
+
+def test_a_rule_whose_case_fact_input_matches_nothing_is_answered_empty_as_top_down_evaluation_answers(kb, monkeypatch):
+    # Inside a case, rule_table answers a rule with no ask when a decisive input over case
+    # facts alone matches none of them (a rule gated to another pack, mostly). Every rule's
+    # table, under every pack, must be the one pyDatalog gives when asked.
+    case = parse_case(json.dumps(reference_case()).encode())
+    skipped = 0
+    for pack in ("commercial-reference", "cms-lcd-l34623", "anthem-cg-surg-104", "bcbsa-7.01.58"):
+        posed = pose(case, kb, payer=pack)
+        rules = [r for r in kb.rules if r.head.pred in kb.case_dependent]
+        with kb.case_facts(list(posed.pointers)):
+            shortcut = {r.id: kb.rule_table(r) for r in rules}
+            skipped += sum(kb._no_witness(r) for r in rules)
+            with monkeypatch.context() as m:
+                m.setattr(Engine, "_no_witness", lambda self, rule: False)
+                asked = {r.id: kb.rule_table(r) for r in rules}
+        assert shortcut == asked
+    assert skipped  # the shortcut was taken
