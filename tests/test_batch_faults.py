@@ -139,7 +139,8 @@ def test_a_batch_killed_with_sigkill_leaves_no_worker_behind(claims, tmp_path, j
     workers = _children(proc.pid)
     assert len(workers) == jobs
     proc.kill()
-    proc.communicate()
+    proc.wait()  # not communicate(): a worker left behind would hold its stderr open for good
+    proc.stderr.close()
     deadline = time.time() + HANG
     while time.time() < deadline and any(_alive(w) for w in workers):
         time.sleep(0.05)
