@@ -347,7 +347,8 @@ def _decide(record: Record, options: Options) -> Outcome:
     from .api import decide, pose_input
     from .inputs import parse_input
 
-    kb, memo, key = _WORKER["kb"], _WORKER.get("memo"), None  # no memo on Dask (use_options alone)
+    # No memo where use_options alone set up this process: a Dask worker deciding without the time limit.
+    kb, memo, key = _WORKER["kb"], _WORKER.get("memo"), None
     try:
         if record.problem is not None:
             raise InputError([(record.problem_at, record.problem)])
@@ -671,7 +672,10 @@ class _Worker:
         # When the worker began each record of its task, by index (0: not yet), in shared memory:
         # the parent times each record without a message, and so a wake-up, per record.
         self.started = ctx.RawArray("d", slots)
-        self.process = ctx.Process(target=_worker_main, args=(child, options, self.started), daemon=True)
+        # A forked worker closes its copy of this end, so that it sees the end of input when this
+        # process is gone, however it went.
+        parent_end = self.conn if ctx.get_start_method() == "fork" else None
+        self.process = ctx.Process(target=_worker_main, args=(child, options, self.started, parent_end), daemon=True)
         self.process.start()
         child.close()
         self.task: Optional[_Task] = None
@@ -698,10 +702,12 @@ class _Worker:
 _READY = (None, None)  # a worker's first message: its rules are loaded
 
 
-def _worker_main(conn, options: Options, started) -> None:
+def _worker_main(conn, options: Options, started, parent_end=None) -> None:
     """A worker: decide chunks until told to stop, noting in `started` when it begins each
     record (the parent times each record) and sending a chunk's outcomes together once it is
     decided. Stop signals are the parent's to handle."""
+    if parent_end is not None:
+        parent_end.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
@@ -732,26 +738,153 @@ def _run_workers(records: Iterator[Record], writer: _Writer, options: Options, j
                  pending: _Pending, limit: Optional[float] = None) -> None:
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     ctx = multiprocessing.get_context(method)
-    workers = []
+    workers, finished = [], False
     try:
         for _ in range(jobs):
             workers.append(_start_worker(ctx, options, chunk))
         _schedule(records, writer, workers, chunk, pending, _Limit(limit, ctx, options, chunk),
                   _router_for(options, jobs))
+        finished = True
+    finally:
+        _stop_workers(workers, ask=finished)
+
+
+def _stop_workers(workers: list, ask: bool) -> None:
+    """Stop every worker and reap it: asked to stop when the work went well (each is between
+    tasks then, and ends at once), terminated at once when not, killed if that does not end it."""
+    if ask:
         for w in workers:
-            w.conn.send(None)
+            with contextlib.suppress(OSError):  # gone already: reaped below
+                w.conn.send(None)
         for w in workers:
             w.process.join(5)
-    finally:
-        for w in workers:
-            if w.process.is_alive():
-                w.process.terminate()
-        for w in workers:
-            w.process.join(1)
-            if w.process.is_alive():
-                w.process.kill()
-                w.process.join()
-            w.conn.close()
+    for w in workers:
+        if w.process.is_alive():
+            w.process.terminate()
+    for w in workers:
+        w.process.join(1)
+        if w.process.is_alive():
+            w.process.kill()
+            w.process.join()
+        w.conn.close()
+
+
+class TimedWorker:
+    """One worker process forked from the calling thread, which times each record it decides
+    and replaces it when a record runs past the limit, exactly as batch's own workers are timed:
+    what a Dask worker's engine thread decides through (cluster.py). The child inherits the
+    thread's loaded rules, and as the only thread of its process it owns that engine. It is
+    forked by hand, not by multiprocessing: a Dask worker is a daemonic process, which
+    multiprocessing does not let start children."""
+
+    SLOTS = 32  # records per task handed to the child (a call's records go in tasks this size)
+
+    def __init__(self):
+        self.workers, self.options, self.limit = [], None, None
+
+    def decide(self, records: list, options: Options, seconds: float) -> list:
+        """The outcomes of `records`, in their order; a record past `seconds` is its timeout
+        error record. Raises _WorkerDied when the child is killed by someone else."""
+        if self.workers and (self.options != options or self.limit.seconds != seconds):
+            self.close(ask=True)
+        if not self.workers:
+            ctx = _BareFork()
+            self.options, self.limit = options, _Limit(seconds, ctx, options, self.SLOTS)
+            self.workers = [_start_worker(ctx, options, self.SLOTS)]
+        collected = _Collected()
+        try:
+            _schedule(iter(records), collected, self.workers, self.SLOTS, _Pending(), self.limit,
+                      _router_for(options, 1))
+        except BaseException:
+            self.close(ask=False)  # a child that died, or a task left half done, is not reused
+            raise
+        return collected.outcomes
+
+    def close(self, ask: bool = True) -> None:
+        workers, self.workers = self.workers, []
+        _stop_workers(workers, ask)
+
+
+class _Collected:
+    """A _schedule writer that keeps the outcomes, in order."""
+
+    def __init__(self):
+        self.outcomes = []
+
+    def write(self, outcomes: list) -> None:
+        self.outcomes.extend(outcomes)
+
+
+class _BareFork:
+    """The part of a multiprocessing context _Worker uses, with processes forked by hand (_Forked)."""
+
+    _base = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
+
+    def get_start_method(self) -> str:
+        return "fork"
+
+    def Pipe(self):  # noqa: N802 - multiprocessing's name
+        return self._base.Pipe()
+
+    def RawArray(self, kind, size):  # noqa: N802
+        return self._base.RawArray(kind, size)
+
+    def Process(self, target, args, daemon=True):  # noqa: N802
+        return _Forked(target, args)
+
+
+class _Forked:
+    """A child made by os.fork, with what batch uses of multiprocessing.Process."""
+
+    def __init__(self, target, args):
+        self._target, self._args = target, args
+        self.pid = self.exitcode = self.sentinel = None
+
+    def start(self) -> None:
+        read_end, write_end = os.pipe()  # the sentinel: at its end (readable) once the child is gone
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                os.close(read_end)
+                # A signal must not wake the parent's event loop through a descriptor the two share.
+                signal.set_wakeup_fd(-1)
+                self._target(*self._args)
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write_end)
+        self.pid, self.sentinel = pid, read_end
+
+    def _reap(self, flags: int) -> Optional[int]:
+        if self.exitcode is None:
+            pid, status = os.waitpid(self.pid, flags)
+            if pid:
+                self.exitcode = os.waitstatus_to_exitcode(status)
+                os.close(self.sentinel)
+        return self.exitcode
+
+    def is_alive(self) -> bool:
+        return self._reap(os.WNOHANG) is None
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        if timeout is None:
+            self._reap(0)
+            return
+        deadline = time.monotonic() + timeout
+        while self._reap(os.WNOHANG) is None and time.monotonic() < deadline:
+            multiprocessing.connection.wait([self.sentinel], max(0.0, deadline - time.monotonic()))
+
+    def _signal(self, signum: int) -> None:
+        if self.exitcode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
 
 
 @dataclass

@@ -5,12 +5,19 @@ owns every loaded knowledge base (pyDatalog keeps its state per thread, so no ta
 touch it): tasks hand their chunk of records and options to that thread and wait. A worker with
 several task threads still decides on its one engine thread; `--nthreads 1` workers waste none.
 
+The client's time limit (engine/limits.py) goes with each chunk. Under it the engine thread
+decides through a child process it forks (batch.TimedWorker), timing each record as a batch
+process times its workers: a record past the limit is its timeout error record, the child is
+replaced, and the Dask worker itself never stops answering. With the limit off the engine thread
+decides in the worker process.
+
 Dask (`distributed`) is an optional extra (`[dask]`), imported only when a cluster is used.
 """
 from __future__ import annotations
 
 import collections
 import json
+import os
 import queue
 import threading
 from typing import Iterable, Iterator, Optional
@@ -38,6 +45,7 @@ class _Engine:
         self.jobs = queue.Queue()
         self.loads = 0
         self.sha256 = {}   # rule folders -> the loaded knowledge base's sha256
+        self.timed = batching.TimedWorker()  # forked from the engine thread when a chunk comes with a limit
         self.thread = threading.Thread(target=self._serve, name="ionm-logic-engine", daemon=True)
         self.thread.start()
 
@@ -57,9 +65,12 @@ class _Engine:
                         self.loads += 1
                     box.append(self.sha256[rule_dirs])
                 else:
-                    options, records = work[1], work[2]
-                    batching.use_options(options)
-                    box.append(batching.decide_chunk(records))
+                    options, records, seconds = work[1], work[2], work[3]
+                    if seconds is None or not hasattr(os, "fork"):
+                        batching.use_options(options)
+                        box.append(batching.decide_chunk(records))
+                    else:
+                        box.append(self.timed.decide(records, options, seconds))
             except BaseException as exc:  # noqa: BLE001 - handed to the task that asked, not lost here
                 box.append(exc)
             done.set()
@@ -113,8 +124,8 @@ PLUGIN = "ionm-logic-engine"
 _FAILURES = {}
 
 
-def _on_worker(options: Options, records: list) -> list:
-    return engine().call("decide", options, records)
+def _on_worker(options: Options, records: list, seconds: Optional[float] = None) -> list:
+    return engine().call("decide", options, records, seconds)
 
 
 def worker_state(rule_dirs: tuple = (), dask_worker=None) -> dict:
@@ -144,6 +155,7 @@ def dispatcher(client, options: Options):
     checks that every worker's knowledge base is this machine's, then keeps a few chunks per
     worker in flight and yields their outcomes in input order."""
     from .api import knowledge_base
+    from .engine.limits import configured_seconds
 
     rule_dirs = tuple(options.rule_dirs)
     local = knowledge_base(rule_dirs).sha256
@@ -161,12 +173,13 @@ def dispatcher(client, options: Options):
             raise InputError([("", f"Dask worker {address} has knowledge base {sha}, this machine {local}: install "
                                    "the same ionm-logic and give --rules folders at the same paths on the workers")])
     in_flight = 4 * len(workers)
+    seconds = configured_seconds()  # this machine's limit holds on the workers too
 
     def dispatch(chunks: Iterator[list]) -> Iterator[list]:
         pending = collections.deque()
         try:
             for part in chunks:
-                pending.append(client.submit(_on_worker, options, part, pure=False))
+                pending.append(client.submit(_on_worker, options, part, seconds, pure=False))
                 while len(pending) >= in_flight:
                     yield pending.popleft().result()
             while pending:

@@ -129,6 +129,27 @@ def test_a_worker_killed_with_sigkill_ends_the_run_naming_the_records_not_decide
     assert not [w for w in workers if _alive(w)]
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_batch_killed_with_sigkill_leaves_no_worker_behind(claims, tmp_path, jobs):
+    # Nothing of the batch process runs after SIGKILL to stop its workers: each must find, once
+    # its chunk is done, that the other end of its pipe is gone, and end by itself.
+    target = tmp_path / "out.jsonl"
+    proc = _start(claims, target, jobs)
+    _wait_for_output(target)
+    workers = _children(proc.pid)
+    assert len(workers) == jobs
+    proc.kill()
+    proc.wait()  # not communicate(): a worker left behind would hold its stderr open for good
+    proc.stderr.close()
+    deadline = time.time() + HANG
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.05)
+    left = [w for w in workers if _alive(w)]
+    for w in left:
+        os.kill(w, signal.SIGKILL)  # not left to run on after the test
+    assert not left
+
+
 def _file_size_limit(limit):
     def limit_it():
         # A file-size limit is a full disk the test can make: writes past it fail (EFBIG)

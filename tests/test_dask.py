@@ -1,6 +1,7 @@
 """Batch on a real Dask cluster (a LocalCluster of two single-threaded worker processes): the same
 bytes as --jobs 1, records in input order, rules loaded once per worker on one engine thread."""
 import json
+import os
 import subprocess
 import sys
 
@@ -112,3 +113,52 @@ def test_workers_whose_rules_differ_from_the_clients_stop_the_batch_before_any_d
     assert run.returncode == 2, run.stderr
     assert "Dask worker tcp://" in run.stderr and "has knowledge base failed" in run.stderr
     assert run.stdout == "" and "Traceback" not in run.stderr
+
+
+def _trust_unchecked_rules(folder: str) -> None:
+    """On a worker: what test_batch_time_limit's BOOT does in a batch process (the rule-set cache
+    holds the fixture's rules compiled without `check`)."""
+    from pathlib import Path
+
+    from ionm_logic import api
+    from ionm_logic.engine import RuleSet, rule_files, shipped_rules_dir
+    from ionm_logic.lang.parse import parse_text
+
+    sources = rule_files(shipped_rules_dir(), "rules") + rule_files(Path(folder), None)
+    api._RULESETS[api._key([Path(folder)])] = RuleSet([parse_text(p.read_text(), n) for p, n in sources], [],
+                                                     "unchecked")
+
+
+def test_a_case_past_the_time_limit_on_dask_is_one_error_record_and_every_other_is_the_bytes_of_jobs_1(tmp_path):
+    # The rules never finish on a case with two operated levels (test_batch_time_limit.py). The
+    # engine then holds its process's GIL for good: without a limit kept from outside that
+    # process, the Dask worker stops answering and the batch never ends (the timeout below).
+    from test_batch_time_limit import BOOT, HANGS, batch_file, case
+
+    # Dask chunks are 32 records: hangs early in the first, at its end and at the second's start.
+    hangs = {1, 31, 32}
+    claims = batch_file(tmp_path, "claims.jsonl",
+                        [case(f"c{n}", ["L5", "S1"] if n in hangs else ["L5"]) for n in range(40)])
+    env = dict(os.environ, IONM_LOGIC_TIME_LIMIT="2")
+
+    def batch(out, *where):
+        return subprocess.run([sys.executable, "-c", BOOT, str(HANGS), "batch", str(claims), "-o", str(out),
+                               "--rules", str(HANGS), *where], capture_output=True, text=True, env=env, timeout=150)
+
+    local = batch(tmp_path / "one.jsonl", "--jobs", "1")
+    assert local.returncode == 0, local.stderr
+    # A cluster of its own: the fixture's workers count the rule sets they load (above). Its HTTP
+    # port is any free one, the fixture's cluster holding the default.
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
+                                  worker_dashboard_address=None, silence_logs=40) as local_cluster:
+        with distributed.Client(local_cluster) as client:
+            client.run(_trust_unchecked_rules, str(HANGS))
+            on_dask = batch(tmp_path / "dask.jsonl", "--dask", local_cluster.scheduler_address)
+            assert on_dask.returncode == 0, on_dask.stderr
+            assert "40 record(s), 37 decided, 3 error(s) (3 past the time limit)" in on_dask.stderr
+            records = [json.loads(line) for line in (tmp_path / "dask.jsonl").read_bytes().splitlines()]
+            assert [n for n, r in enumerate(records) if r["schema"] == "ionm-logic/error/v1"] == sorted(hangs)
+            assert "did not finish within 2 s" in records[31]["error"]["message"]
+            assert (tmp_path / "dask.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+            # Both workers still answer: the hung decisions cost their forked children, not them.
+            assert len(client.run(worker_state, (str(HANGS),))) == 2

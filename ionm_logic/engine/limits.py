@@ -13,7 +13,8 @@ is the backstop for the ones it does not know.
 Where it applies: `explain` and `test` (one child per decision). In long-running workers
 (`batch --jobs N`, `serve --workers N`) forking per case would lose each worker's warm tables;
 there the process that owns the workers keeps the same limit per record (configured_seconds)
-and replaces a worker that passes it (serve: each server worker's engine process, serve.py).
+and replaces a worker that passes it (serve: each server worker's engine process, serve.py; a
+Dask worker: the child its engine thread forks, cluster.py).
 Without os.fork (Windows) `explain` and `test` run unguarded.
 """
 from __future__ import annotations
