@@ -56,6 +56,14 @@ def _children(pid) -> list:
     return [int(p) for p in out.split()]
 
 
+def _running(claims, tmp_path, jobs, limit=None):
+    """(output path, process, its worker pids) of a batch started and well under way."""
+    target = tmp_path / "out.jsonl"
+    proc = _start(claims, target, jobs, limit)
+    _wait_for_output(target)
+    return target, proc, _children(proc.pid)
+
+
 def _alive(pid) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as fh:
@@ -88,10 +96,7 @@ def _check_complete(target, claims, stderr: str, status: int, proc_status: int):
 def test_ctrl_c_ends_promptly_with_complete_records_and_exit_130(claims, tmp_path, jobs, limit, processes):
     """Issue 12: Ctrl-C under --jobs 2 printed worker tracebacks and sometimes hung with zombies.
     Ctrl-C on a terminal signals the whole process group: the workers get it too."""
-    target = tmp_path / "out.jsonl"
-    proc = _start(claims, target, jobs, limit)
-    _wait_for_output(target)
-    workers = _children(proc.pid)
+    target, proc, workers = _running(claims, tmp_path, jobs, limit)
     assert len(workers) == processes
     os.killpg(proc.pid, signal.SIGINT)
     _out, err = _finish(proc)
@@ -102,10 +107,7 @@ def test_ctrl_c_ends_promptly_with_complete_records_and_exit_130(claims, tmp_pat
 
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_sigterm_to_the_parent_ends_the_run_with_complete_records(claims, tmp_path, jobs):
-    target = tmp_path / "out.jsonl"
-    proc = _start(claims, target, jobs)
-    _wait_for_output(target)
-    workers = _children(proc.pid)
+    target, proc, workers = _running(claims, tmp_path, jobs)
     proc.send_signal(signal.SIGTERM)
     _out, err = _finish(proc)
     _check_complete(target, claims, err.decode(), 128 + signal.SIGTERM, proc.returncode)
@@ -117,10 +119,7 @@ def test_sigterm_to_the_parent_ends_the_run_with_complete_records(claims, tmp_pa
 def test_a_worker_killed_with_sigkill_ends_the_run_naming_the_records_not_decided(claims, tmp_path, jobs):
     # A worker killed by someone else, not by the time limit, is a failure of the run: the
     # parent cannot vouch for the records it held (issue 16 keeps this apart from a timeout).
-    target = tmp_path / "out.jsonl"
-    proc = _start(claims, target, jobs)
-    _wait_for_output(target)
-    workers = _children(proc.pid)
+    target, proc, workers = _running(claims, tmp_path, jobs)
     os.kill(workers[0], signal.SIGKILL)
     _out, err = _finish(proc)
     err = err.decode()
@@ -133,10 +132,7 @@ def test_a_worker_killed_with_sigkill_ends_the_run_naming_the_records_not_decide
 def test_a_batch_killed_with_sigkill_leaves_no_worker_behind(claims, tmp_path, jobs):
     # Nothing of the batch process runs after SIGKILL to stop its workers: each must find, once
     # its chunk is done, that the other end of its pipe is gone, and end by itself.
-    target = tmp_path / "out.jsonl"
-    proc = _start(claims, target, jobs)
-    _wait_for_output(target)
-    workers = _children(proc.pid)
+    target, proc, workers = _running(claims, tmp_path, jobs)
     assert len(workers) == jobs
     proc.kill()
     proc.wait()  # not communicate(): a worker left behind would hold its stderr open for good
