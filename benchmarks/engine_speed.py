@@ -15,7 +15,9 @@ With --instructions N (needs valgrind), each tree also counts the machine instru
 decision as a batch worker makes it (batch.decide_record: parse, pose, decide with full proofs
 and missing documentation, render a JSON line), under callgrind: a run deciding the warm cases,
 and one deciding N more; their difference over N. Instruction counts do not move with the
-machine's load or clock, so they compare trees when CPU seconds are too noisy to.
+machine's load or clock, so they compare trees when CPU seconds are too noisy to. This tree is
+counted twice, with the decision memo on (a batch's default; every generated case is distinct, so
+each is a miss) and off (--memo-mb 0): their difference is what a memo miss costs.
 """
 import argparse
 import json
@@ -76,7 +78,7 @@ COUNT_CHILD = r"""
 import sys
 from ionm_logic import batch
 from ionm_logic.batch import Options, open_source
-options = Options()
+options = Options() if sys.argv[4] == "default" else Options(memo_bytes=int(sys.argv[4]))
 batch.use_options(options)
 batch._init_worker(options)
 records = list(open_source(sys.argv[1]).records())
@@ -86,13 +88,14 @@ for record in records[:warm + count]:
 """
 
 
-def instructions(tree: Path, cases_file: Path, warm: int, count: int) -> float:
-    """Instructions per decision of `tree`'s batch worker code (callgrind), after `warm` cases."""
+def instructions(tree: Path, cases_file: Path, warm: int, count: int, memo: str = "default") -> float:
+    """Instructions per decision of `tree`'s batch worker code (callgrind), after `warm` cases;
+    `memo`: "default" (the tree's own Options()) or the memo's bytes ("0": off)."""
     totals = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in (0, count):
             done = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out",
-                                   sys.executable, "-c", COUNT_CHILD, str(cases_file), str(warm), str(n)],
+                                   sys.executable, "-c", COUNT_CHILD, str(cases_file), str(warm), str(n), memo],
                                   env=dict(os.environ, PYTHONPATH=str(tree)), cwd=str(tree), check=True,
                                   capture_output=True, text=True)
             totals.append(int(done.stderr.split("Collected :")[1].split()[0]))
@@ -123,12 +126,15 @@ def main() -> None:
         figures = {tree: measure(tree, cases_file, args.warm, args.cases) for tree in trees}
         counts = {tree: instructions(tree, cases_file, args.warm, args.instructions) for tree in trees} \
             if args.instructions else {}
+        memo_off = instructions(ROOT, cases_file, args.warm, args.instructions, "0") if args.instructions else None
     headers = ["CPU ms per case"] + [str(tree) for tree in trees]
     rows = [[label] + [f"{figures[tree][i]:.2f}" for tree in trees] for i, (label, _o) in enumerate(PASSES)]
     rows.append(["cases per CPU-second, full"] + [f"{1000 / figures[tree][0]:.0f}" for tree in trees])
     if counts:
         rows.append([f"million instructions per case, batch worker ({args.instructions} cases)"]
-                    + [f"{counts[tree] / 1e6:.1f}" for tree in trees])
+                    + [f"{counts[tree] / 1e6:.2f}" for tree in trees])
+        rows.append(["  the same, this tree with the memo off (--memo-mb 0)", f"{memo_off / 1e6:.2f}"]
+                    + [""] * (len(trees) - 1))
     print(tabulate(rows, headers=headers))
     if args.rss_cases:
         with tempfile.TemporaryDirectory() as tmp:
