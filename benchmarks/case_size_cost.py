@@ -1,6 +1,8 @@
 """Measure how a case's decision time grows with its size, up to the input limits: service lines
 (every field left undocumented, so the missing-documentation search does all it can) and the
-length of a diagnosis code. Prints figures side by side; the growth should be linear.
+length of a diagnosis code; and the number of operated levels, at its first sight (the engine's
+cross-case memo answers a level set it has seen for free). Prints figures side by side; the
+growth should be linear, except the levels' (one rule joins every operated level with every other).
 
 Usage: python benchmarks/case_size_cost.py [--repeat 5]
 """
@@ -8,6 +10,7 @@ import argparse
 import json
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -33,6 +36,31 @@ def timed(kb, doc, repeat):
     return statistics.median(runs) * 1000
 
 
+SPINE = [f"C{i}" for i in range(1, 8)] + [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)] \
+    + [f"S{i}" for i in range(1, 6)]
+
+
+def first_sight(warm_doc, doc, repeat):
+    """Median ms of deciding `doc` in an engine that decided only `warm_doc` before: each run in a
+    new thread, which loads its own engine (engines are per thread), so nothing learnt from `doc`
+    carries over."""
+    runs = []
+
+    def run():
+        kb = knowledge_base()
+        explain_case(kb, parse_case(json.dumps(warm_doc)))
+        case = parse_case(json.dumps(doc))
+        started = time.perf_counter()
+        explain_case(kb, case)
+        runs.append(time.perf_counter() - started)
+
+    for _ in range(repeat):
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join()
+    return statistics.median(runs) * 1000
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
@@ -50,6 +78,13 @@ def main():
         doc = dict(base, diagnoses=[{"code": ("M54.16" + "9" * length)[:length]} for _ in range(LIMITS["list_items"])])
         ms = timed(kb, doc, args.repeat)
         rows.append([f"{LIMITS['list_items']} diagnoses, code length", length, f"{ms:.1f}", f"{ms / length:.2f}"])
+    spine = json.loads((ROOT / "examples" / "alif-plif-l5-s1.json").read_text())
+    warm = dict(spine, procedure=dict(spine["procedure"], levels=["S1"]))
+    for n in (1, 3, 10, 17, 29):
+        levels = SPINE[-4 - n:-4] if n < 29 else SPINE[:29]  # ending at S1: the lumbar, then thoracic, ones
+        doc = dict(spine, procedure=dict(spine["procedure"], levels=levels))
+        ms = first_sight(warm, doc, args.repeat)
+        rows.append(["operated levels, first sight (reference case)", n, f"{ms:.1f}", f"{ms / n:.2f}"])
     print(tabulate(rows, headers=["grows", "size", "ms per case (median)", "ms per unit"]))
 
 
