@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from .case import LIMITS
+from .engine.limits import CAN_FORK
 from .errors import InputError, quoted, shorten
 from .memo import DEFAULT_MAX_BYTES, DecisionMemo, Template, decision_key
 
@@ -736,8 +737,7 @@ def _start_worker(ctx, options: Options, chunk: int) -> _Worker:
 
 def _run_workers(records: Iterator[Record], writer: _Writer, options: Options, jobs: int, chunk: int,
                  pending: _Pending, limit: Optional[float] = None) -> None:
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    ctx = multiprocessing.get_context(method)
+    ctx = multiprocessing.get_context("fork" if CAN_FORK else "spawn")
     workers, finished = [], False
     try:
         for _ in range(jobs):
@@ -818,7 +818,7 @@ class _Collected:
 class _BareFork:
     """The part of a multiprocessing context _Worker uses, with processes forked by hand (_Forked)."""
 
-    _base = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
+    _base = multiprocessing.get_context("fork") if CAN_FORK else None
 
     def get_start_method(self) -> str:
         return "fork"

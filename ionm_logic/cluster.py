@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import queue
 import threading
 from typing import Iterable, Iterator, Optional
 
 from . import batch as batching
 from .batch import Options, Record
+from .engine.limits import CAN_FORK
 from .errors import InputError
 
 CHUNK = 32   # records per task: about 0.15 s of work, so the scheduler's per-task cost stays small
@@ -66,7 +66,7 @@ class _Engine:
                     box.append(self.sha256[rule_dirs])
                 else:
                     options, records, seconds = work[1], work[2], work[3]
-                    if seconds is None or not hasattr(os, "fork"):
+                    if seconds is None or not CAN_FORK:
                         batching.use_options(options)
                         box.append(batching.decide_chunk(records))
                     else:

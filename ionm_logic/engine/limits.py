@@ -31,6 +31,9 @@ from ..errors import InputError
 
 ENV = "IONM_LOGIC_TIME_LIMIT"
 DEFAULT_SECONDS = 60.0  # a decision takes well under a second; minutes mean it will never end
+# Every time limit forks a child that alone owns the engine it inherited; where there is no fork
+# (Windows), decisions run in process without a limit, and batch workers are spawned.
+CAN_FORK = hasattr(os, "fork")
 
 
 class DecisionTimeout(InputError):
@@ -87,7 +90,7 @@ def within_time_limit(fn: Callable, *args, seconds: Optional[float] = None, **kw
     result must pickle; fn's errors are raised again here."""
     if seconds is None:
         seconds = configured_seconds()
-    if not seconds or not hasattr(os, "fork"):
+    if not seconds or not CAN_FORK:
         return fn(*args, **kwargs)
     read_end, write_end = os.pipe()
     pid = os.fork()
