@@ -31,8 +31,8 @@ from ..errors import InputError
 
 ENV = "IONM_LOGIC_TIME_LIMIT"
 DEFAULT_SECONDS = 60.0  # a decision takes well under a second; minutes mean it will never end
-# Every time limit forks a child that alone owns the engine it inherited; where there is no fork
-# (Windows), decisions run in process without a limit, and batch workers are spawned.
+# A time-limited decision runs in a forked child that alone owns the engine it inherited. Without
+# fork (Windows), explain and a Dask worker decide in process with no limit, and batch spawns its workers.
 CAN_FORK = hasattr(os, "fork")
 
 
