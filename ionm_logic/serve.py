@@ -71,6 +71,10 @@ def _status_of(exc: InputError) -> int:
 # --- the engine process ----------------------------------------------------------------------
 
 STARTUP_SECONDS = 120.0  # loading the rules takes well under a second; this only bounds a broken start
+# On SIGTERM or Ctrl-C uvicorn waits for requests in flight before the app shuts down; a decision
+# takes well under a second, and one that never ends (with IONM_LOGIC_TIME_LIMIT=off) must not
+# hold the shutdown: past this, uvicorn cancels what is left and the engine process is killed.
+SHUTDOWN_SECONDS = 5.0
 # Imported by the engine process before it says it is ready, so that the first hook call after a
 # (re)start does not pay for importing fhir.resources.
 PRELOAD = ("ionm_logic.inputs", "ionm_logic.fhir.read", "ionm_logic.fhir.crd", "fhir.resources.R4B")
@@ -128,7 +132,16 @@ class EngineProcess:
         return decode_outcome(payload)
 
     async def run(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self.pool, self.call, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, self.call, fn, *args)
+        except asyncio.CancelledError:
+            # Nothing here cancels a request but uvicorn at shutdown, once requests in flight had
+            # SHUTDOWN_SECONDS: the client gets the 503 a request arriving now would, not a
+            # dropped connection, and the log no traceback. The engine process is killed next.
+            task = asyncio.current_task()
+            if task is not None and hasattr(task, "uncancel"):  # Python 3.11+: the cancel is handled
+                task.uncancel()
+            raise Problem(503, [("", "the server is shutting down")], "transient") from None
 
     def _ensure_ready(self) -> None:
         if self.closed:
@@ -542,4 +555,4 @@ def run(host: str, port: int, workers: int, rule_dirs=(), jwks: Optional[str] = 
     if jwks:
         os.environ[ENV_JWKS] = jwks
     uvicorn.run("ionm_logic.serve:app_factory", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False)
+                log_level="warning", access_log=False, timeout_graceful_shutdown=SHUTDOWN_SECONDS)

@@ -5,8 +5,13 @@ without `check` as test_time_limit.py's unchecked() does (standing for a shape `
 know yet), with IONM_LOGIC_TIME_LIMIT=3. The fixture's closure never ends on a case with two
 operated levels; with one operated level it is empty (LINKED-BASE needs two different levels)
 and ends, and LINKED-FINDING never fires, so a one-level case decides exactly as under the
-shipped rules alone."""
+shipped rules alone. The last test runs serve.run itself with no time limit at all, and stops it
+while such a decision hangs."""
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -16,7 +21,7 @@ import pytest
 from conftest import REFERENCE, ROOT
 from ionm_logic.api import explain
 from ionm_logic.case import parse_case
-from test_serve import HOOK, Server, hook_request
+from test_serve import HOOK, Server, free_port, hook_request
 from test_time_limit import HANGS, unchecked
 
 LIMIT = 3
@@ -121,3 +126,87 @@ def test_serve_refuses_a_limit_that_is_not_a_number_before_it_starts(monkeypatch
     out = CliRunner().invoke(main, ["serve", "--port", "0"])
     assert out.exit_code == 2
     assert "IONM_LOGIC_TIME_LIMIT='soon' is not a number of seconds" in out.output
+
+
+# serve.run itself (how `ionm-logic serve` starts uvicorn), around the unchecked rules.
+RUN = """
+import sys
+import ionm_logic.serve as serve
+import test_serve_time_limit
+serve.app_factory = test_serve_time_limit.unchecked_app
+serve.run("127.0.0.1", int(sys.argv[1]), 1)
+"""
+
+
+def children(pid: int) -> list:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_decision_that_never_ends_does_not_hold_the_servers_shutdown():
+    # With IONM_LOGIC_TIME_LIMIT=off nothing ends a hung decision, and uvicorn's graceful shutdown
+    # waits for requests in flight: without a bound, SIGTERM would never stop the server. serve.run
+    # gives them SHUTDOWN_SECONDS; then the request is cancelled and the engine process killed.
+    from ionm_logic.serve import SHUTDOWN_SECONDS
+
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]), IONM_LOGIC_TIME_LIMIT="off")
+    proc = subprocess.Popen([sys.executable, "-c", RUN, str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        answers = []
+
+        def post():
+            try:
+                response = httpx.post(base + "/explain", content=REFERENCE.read_bytes(), timeout=60)
+                answers.append((response.status_code, [i["diagnostics"] for i in response.json()["issue"]]))
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                answers.append(repr(exc))
+
+        hanging = threading.Thread(target=post)
+        hanging.start()
+        time.sleep(2)
+        assert hanging.is_alive()  # the two-level case never ends in the engine process
+        engines = children(proc.pid)
+        assert engines and all(running(pid) for pid in engines)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=SHUTDOWN_SECONDS + 25)
+        took = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert SHUTDOWN_SECONDS - 1 <= took < SHUTDOWN_SECONDS + 10, took
+    assert proc.returncode in (0, -signal.SIGTERM), err.decode()  # uvicorn ends by the signal it caught
+    assert "Traceback" not in err.decode(), err.decode()
+    hanging.join(10)
+    # What any request gets once shutdown began, not a dropped connection or a made-up answer.
+    assert answers == [(503, ["(document): the server is shutting down"])], answers
+    deadline = time.monotonic() + 10
+    while any(running(pid) for pid in engines) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(running(pid) for pid in engines)  # the engine process did not outlive its server
