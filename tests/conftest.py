@@ -1,6 +1,7 @@
 """Shared fixtures: one knowledge base per test session, case builders, proof walkers."""
 import copy
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,18 @@ def resolve_pointer(doc, pointer: str):
         part = raw.replace("~1", "/").replace("~0", "~")
         target = target[int(part)] if isinstance(target, list) else target[part]
     return target
+
+
+def child_pids(pid: int) -> list:
+    """The processes `pid` started that are still there (zombies too)."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[-1][0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, alive, child_pids
 
 GENERATE = ROOT / "benchmarks" / "generate_cases.py"
 CLI = [sys.executable, "-m", "ionm_logic"]
@@ -51,25 +51,12 @@ def _finish(proc):
         pytest.fail(f"the run did not end within {HANG} s")
 
 
-def _children(pid) -> list:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
 def _running(claims, tmp_path, jobs, limit=None):
     """(output path, process, its worker pids) of a batch started and well under way."""
     target = tmp_path / "out.jsonl"
     proc = _start(claims, target, jobs, limit)
     _wait_for_output(target)
-    return target, proc, _children(proc.pid)
-
-
-def _alive(pid) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ")[-1][0] != "Z"
-    except FileNotFoundError:
-        return False
+    return target, proc, child_pids(proc.pid)
 
 
 def _check_complete(target, claims, stderr: str, status: int, proc_status: int):
@@ -102,7 +89,7 @@ def test_ctrl_c_ends_promptly_with_complete_records_and_exit_130(claims, tmp_pat
     _out, err = _finish(proc)
     records = _check_complete(target, claims, err.decode(), 130, proc.returncode)
     assert records and "interrupted" in err.decode()
-    assert not [w for w in workers if _alive(w)]
+    assert not [w for w in workers if alive(w)]
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
@@ -112,7 +99,7 @@ def test_sigterm_to_the_parent_ends_the_run_with_complete_records(claims, tmp_pa
     _out, err = _finish(proc)
     _check_complete(target, claims, err.decode(), 128 + signal.SIGTERM, proc.returncode)
     assert "SIGTERM" in err.decode()
-    assert not [w for w in workers if _alive(w)]
+    assert not [w for w in workers if alive(w)]
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
@@ -125,7 +112,7 @@ def test_a_worker_killed_with_sigkill_ends_the_run_naming_the_records_not_decide
     err = err.decode()
     _check_complete(target, claims, err, 1, proc.returncode)
     assert f"worker process {workers[0]} was killed by SIGKILL while deciding records" in err
-    assert not [w for w in workers if _alive(w)]
+    assert not [w for w in workers if alive(w)]
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
@@ -138,9 +125,9 @@ def test_a_batch_killed_with_sigkill_leaves_no_worker_behind(claims, tmp_path, j
     proc.wait()  # not communicate(): a worker left behind would hold its stderr open for good
     proc.stderr.close()
     deadline = time.time() + HANG
-    while time.time() < deadline and any(_alive(w) for w in workers):
+    while time.time() < deadline and any(alive(w) for w in workers):
         time.sleep(0.05)
-    left = [w for w in workers if _alive(w)]
+    left = [w for w in workers if alive(w)]
     for w in left:
         os.kill(w, signal.SIGKILL)  # not left to run on after the test
     assert not left
@@ -183,10 +170,10 @@ def test_a_closed_pipe_downstream_ends_the_run_with_one_line(claims, jobs):
                             stderr=subprocess.PIPE, start_new_session=True)
     first = proc.stdout.readline()
     proc.stdout.close()
-    workers = _children(proc.pid)
+    workers = child_pids(proc.pid)
     err = _finish(proc)[1].decode()
     assert json.loads(first)["case_id"] == "gen-000000"
     assert proc.returncode == 141 and "Traceback" not in err and "Exception ignored" not in err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "broken pipe" in lines[0] and "were not decided" in lines[0]
-    assert not [w for w in workers if _alive(w)]
+    assert not [w for w in workers if alive(w)]

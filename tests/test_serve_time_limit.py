@@ -18,7 +18,7 @@ import time
 import httpx
 import pytest
 
-from conftest import REFERENCE, ROOT
+from conftest import REFERENCE, ROOT, alive, child_pids
 from ionm_logic.api import explain
 from ionm_logic.case import parse_case
 from test_serve import HOOK, Server, free_port, hook_request
@@ -138,26 +138,6 @@ serve.run("127.0.0.1", int(sys.argv[1]), 1)
 """
 
 
-def children(pid: int) -> list:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = open(f"/proc/{entry}/stat").read()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
-
-
-def running(pid: int) -> bool:
-    try:
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_a_decision_that_never_ends_does_not_hold_the_servers_shutdown():
     # With IONM_LOGIC_TIME_LIMIT=off nothing ends a hung decision, and uvicorn's graceful shutdown
     # waits for requests in flight: without a bound, SIGTERM would never stop the server. serve.run
@@ -190,8 +170,8 @@ def test_a_decision_that_never_ends_does_not_hold_the_servers_shutdown():
         hanging.start()
         time.sleep(2)
         assert hanging.is_alive()  # the two-level case never ends in the engine process
-        engines = children(proc.pid)
-        assert engines and all(running(pid) for pid in engines)
+        engines = child_pids(proc.pid)
+        assert engines and all(alive(pid) for pid in engines)
         start = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=SHUTDOWN_SECONDS + 25)
@@ -207,6 +187,6 @@ def test_a_decision_that_never_ends_does_not_hold_the_servers_shutdown():
     # What any request gets once shutdown began, not a dropped connection or a made-up answer.
     assert answers == [(503, ["(document): the server is shutting down"])], answers
     deadline = time.monotonic() + 10
-    while any(running(pid) for pid in engines) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in engines) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(running(pid) for pid in engines)  # the engine process did not outlive its server
+    assert not any(alive(pid) for pid in engines)  # the engine process did not outlive its server
