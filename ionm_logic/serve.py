@@ -141,11 +141,11 @@ class EngineProcess:
             task = asyncio.current_task()
             if task is not None and hasattr(task, "uncancel"):  # Python 3.11+: the cancel is handled
                 task.uncancel()
-            raise Problem(503, [("", "the server is shutting down")], "transient") from None
+            raise _shutting_down() from None
 
     def _ensure_ready(self) -> None:
         if self.closed:
-            raise Problem(503, [("", "the server is shutting down")], "transient")
+            raise _shutting_down()
         if self.proc is None or not self.proc.is_alive():  # never started, or ended by someone else
             self._stop()
             self.start()
@@ -189,6 +189,10 @@ class EngineProcess:
             pass
         self.pool.shutdown(wait=True, cancel_futures=True)
         self._stop()
+
+
+def _shutting_down() -> Problem:
+    return Problem(503, [("", "the server is shutting down")], "transient")
 
 
 def _engine_main(conn, rules: RuleSet, server_pid: int) -> None:
