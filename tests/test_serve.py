@@ -27,17 +27,21 @@ def free_port() -> int:
 
 class Server:
     """`ionm-logic serve ARGS` on a free port; with `factory` ("test_module:function"), uvicorn
-    around the app that function builds (tests that need rules the CLI would refuse)."""
+    around the app that function builds (tests that need rules the CLI would refuse); with
+    `script`, that Python code given the port as its argument."""
 
-    def __init__(self, *args, factory: str = "", env: dict = None):
+    def __init__(self, *args, factory: str = "", script: str = "", env: dict = None):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
         command = [sys.executable, "-m", "ionm_logic", "serve", "--port", str(self.port), *args]
-        if factory:
+        if factory or script:
             env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
+        if factory:
             command = [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1",
                        "--port", str(self.port), "--log-level", "warning", "--no-access-log", *args]
+        if script:
+            command = [sys.executable, "-c", script, str(self.port)]
         self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.time() + 60
         while time.time() < deadline:

@@ -8,10 +8,7 @@ and ends, and LINKED-FINDING never fires, so a one-level case decides exactly as
 shipped rules alone. The last test runs serve.run itself with no time limit at all, and stops it
 while such a decision hangs."""
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -21,7 +18,7 @@ import pytest
 from conftest import REFERENCE, ROOT, alive, child_pids
 from ionm_logic.api import explain
 from ionm_logic.case import parse_case
-from test_serve import HOOK, Server, free_port, hook_request
+from test_serve import HOOK, Server, hook_request
 from test_time_limit import HANGS, unchecked
 
 LIMIT = 3
@@ -144,19 +141,9 @@ def test_a_decision_that_never_ends_does_not_hold_the_servers_shutdown():
     # gives them SHUTDOWN_SECONDS; then the request is cancelled and the engine process killed.
     from ionm_logic.serve import SHUTDOWN_SECONDS
 
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]), IONM_LOGIC_TIME_LIMIT="off")
-    proc = subprocess.Popen([sys.executable, "-c", RUN, str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    srv = Server(script=RUN, env={"IONM_LOGIC_TIME_LIMIT": "off"})
+    proc, base = srv.proc, srv.base
     try:
-        base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
         answers = []
 
         def post():
