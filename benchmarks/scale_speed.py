@@ -46,38 +46,21 @@ def _cpu(dask_worker=None):
     only once it has been waited for, so living descendants are read from /proc."""
     total = sum(getattr(resource.getrusage(who), field) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
                 for field in ("ru_utime", "ru_stime"))
-    return total + sum(_living_cpu(pid) for pid in _descendants(os.getpid()))
-
-
-def _stat(pid: int) -> list:
-    """/proc/PID/stat's fields from the state on (the name before them may hold spaces)."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def _descendants(root: int) -> list:
-    parents = {}
+    stats = {}  # pid -> its /proc stat fields from the state on (the name before them may hold spaces)
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                parents[int(entry.name)] = int(_stat(int(entry.name))[1])
-            except (OSError, IndexError, ValueError):
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
                 pass  # ended meanwhile
-    found, todo = [], [root]
+    todo = [os.getpid()]
     while todo:
         parent = todo.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent]
-        found += children
-        todo += children
-    return found
-
-
-def _living_cpu(pid: int) -> float:
-    """utime + stime of a living process (fields 14 and 15 of its stat), in seconds."""
-    try:
-        fields = _stat(pid)
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        for pid, fields in stats.items():
+            if int(fields[1]) == parent:  # its parent; utime and stime are fields 14 and 15
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                todo.append(pid)
+    return total
 
 
 def main():
